@@ -1,0 +1,40 @@
+"""The ``mltest`` command: ``main(argv=None) -> int``, the only place errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mltest.cli import config_cmd, run_cmd
+from mltest.errors import MltestError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mltest import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mltest",
+        description="CI for ML code: CPU unit tier on every commit, GPU integration tier nightly, per-commit records.",
+    )
+    parser.add_argument("--version", action="version", version=f"mltest {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run_cmd.add_parser(commands)
+    config_cmd.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.handler(args, extra))
+    except MltestError as exc:
+        print(f"mltest: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,52 @@
+"""Adds the shared settings (:data:`mltest.config.OPTIONS`) to an argparse parser as ``--NAME`` flags."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mltest.config import OPTIONS, OptionSpec
+
+__all__ = ["add_setting_flags", "given_settings", "to_pytest_args"]
+
+
+def _dest(spec: OptionSpec) -> str:
+    return "setting_" + spec.name
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    group = parser.add_argument_group("settings (override the config file and MLTEST_* variables)")
+    for spec in OPTIONS:
+        if spec.name in exclude:
+            continue
+        if spec.is_bool:
+            group.add_argument(
+                spec.cli_flag, action="store_const", const=True, default=None, dest=_dest(spec),
+                help=spec.help_with_default,
+            )
+            group.add_argument(
+                "--no-" + spec.dashed, action="store_const", const=False, dest=_dest(spec), help=argparse.SUPPRESS
+            )
+        else:
+            group.add_argument(
+                spec.cli_flag, type=spec.argparse_type, default=None, dest=_dest(spec), metavar=spec.metavar,
+                help=spec.help_with_default,
+            )
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {spec.name: getattr(args, _dest(spec), None) for spec in OPTIONS}
+
+
+def to_pytest_args(values: dict[str, Any]) -> list[str]:
+    """The ``--mltest-*`` flags that carry ``values`` (setting name -> parsed value) into pytest."""
+    out = []
+    for spec in OPTIONS:
+        value = values.get(spec.name)
+        if value is None:
+            continue
+        if spec.is_bool:
+            out.append(spec.pytest_flag if value else "--mltest-no-" + spec.dashed)
+        else:
+            out.append(f"{spec.pytest_flag}={value}")
+    return out

@@ -1,0 +1,48 @@
+"""``mltest run unit|integration|all [settings] [-- pytest args]``: pytest in-process with the tier."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from mltest.cli.options import add_setting_flags, given_settings, to_pytest_args
+from mltest.model import TIERS
+
+__all__ = ["add_parser", "run"]
+
+PLUGIN_MODULE = "mltest.harness.plugin"
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "run",
+        help="run a tier with pytest, in-process; returns pytest's exit code",
+        description=(
+            "Run one tier of the test suite with pytest, in this process, and return pytest's exit code. "
+            "Arguments this command does not know, and everything after '--', go to pytest "
+            "(for example: mltest run integration --device cpu -n 2 -- -k train)."
+        ),
+    )
+    parser.add_argument("tier", choices=TIERS, help="unit: CPU, every commit; integration: GPU, nightly; all: both")
+    add_setting_flags(parser, exclude=("tier",))
+    parser.set_defaults(handler=_handle, accepts_extra=True)
+
+
+def _plugin_installed() -> bool:
+    return any(ep.value == PLUGIN_MODULE for ep in entry_points(group="pytest11"))
+
+
+def run(tier: str, settings: dict[str, Any], pytest_args: Sequence[str]) -> int:
+    import pytest
+
+    args = [f"--mltest-tier={tier}", *to_pytest_args(settings), *pytest_args]
+    if not _plugin_installed():  # running from a source tree: load the plugin by module name
+        args = ["-p", PLUGIN_MODULE, *args]
+    return int(pytest.main(args))
+
+
+def _handle(args: argparse.Namespace, extra: list[str]) -> int:
+    passthrough = [a for a in extra if a != "--"] if extra[:1] != ["--"] else extra[1:]
+    return run(args.tier, given_settings(args), passthrough)

@@ -1,0 +1,362 @@
+"""Settings: one frozen object resolved from defaults < config file < ``MLTEST_*`` env < CLI flags.
+
+The config file is ``[tool.mltest]`` in ``pyproject.toml`` or a top-level mapping in ``mltest.yaml``,
+found by walking up from the project directory. Every setting is declared once in :data:`OPTIONS`;
+the pytest plugin (``--mltest-*``), the ``mltest`` CLI (``--*``), the environment (``MLTEST_*``) and
+the file all read that one declaration, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from mltest.errors import ConfigError
+from mltest.model import BUDGET_MODES, DEVICE_MODES, TIERS, BudgetMode, DeviceMode, ShardSpec, Tier
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "ENV_PREFIX",
+    "OPTIONS",
+    "ConfigFile",
+    "OptionSpec",
+    "Settings",
+    "find_config_file",
+    "load_settings",
+]
+
+ENV_PREFIX = "MLTEST_"
+YAML_NAMES = ("mltest.yaml", "mltest.yml")
+
+
+# ----------------------------------------------------------------------------- value parsers
+# Each parser takes a native value (from TOML/YAML) or a string (from env/CLI) and returns the
+# typed value, or raises ValueError with a message that says what was expected.
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise ValueError(f"expected one of {', '.join(choices)}; got {value!r}")
+
+    return parse
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds (0 turns it off); got {value!r}")
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) else float("nan")
+    except ValueError:
+        number = float("nan")
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"expected a number of seconds >= 0 (0 turns it off); got {value!r}")
+    return number
+
+
+def _int(minimum: int) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number >= {minimum}; got {value!r}")
+        try:
+            number = int(value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            number = None
+        if not isinstance(number, int) or number < minimum:
+            raise ValueError(f"expected a whole number >= {minimum}; got {value!r}")
+        return number
+
+    return parse
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false; got {value!r}")
+
+
+def _shard(value: object) -> ShardSpec | None:
+    if value is None:
+        return None
+    if isinstance(value, ShardSpec):
+        return value
+    text = str(value).strip()
+    index, slash, total = text.partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        return ShardSpec(int(index), int(total))
+    except ValueError:
+        raise ValueError(f"expected I/N with 1 <= I <= N, for example 2/4; got {value!r}") from None
+
+
+# ----------------------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One setting, declared once for the file, the environment, pytest and the CLI."""
+
+    name: str
+    default: object
+    help: str
+    parse: Callable[[object], Any]
+    metavar: str = "VALUE"
+    is_bool: bool = False
+
+    @property
+    def dashed(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def pytest_flag(self) -> str:
+        return "--mltest-" + self.dashed
+
+    @property
+    def cli_flag(self) -> str:
+        return "--" + self.dashed
+
+    @property
+    def help_with_default(self) -> str:
+        default = "off" if self.default is None else _show(self.default)
+        return f"{self.help} (env {self.env_var}; default: {default})"
+
+    def argparse_type(self, text: str) -> Any:
+        """The ``type=`` of an argparse option: bad values name the option and the value."""
+        try:
+            return self.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "tier", "unit", "tier to run: unit (CPU, every commit), integration (GPU, nightly) or all",
+        _choice(*TIERS), metavar="{" + ",".join(TIERS) + "}",
+    ),
+    OptionSpec(
+        "device", "cuda",
+        "integration-tier device: cuda requires a GPU, auto uses one when present, cpu allows a CPU run",
+        _choice(*DEVICE_MODES), metavar="{" + ",".join(DEVICE_MODES) + "}",
+    ),
+    OptionSpec(
+        "unit_budget", 5.0, "per-test time budget of the unit tier, in seconds; 0 turns it off",
+        _seconds, metavar="SECONDS",
+    ),
+    OptionSpec(
+        "budget_mode", "fail", "what a unit test over budget does: fail, warn (listed in the summary) or off",
+        _choice(*BUDGET_MODES), metavar="{" + ",".join(BUDGET_MODES) + "}",
+    ),
+    OptionSpec(
+        "integration_timeout", 3600.0,
+        "default timeout of integration tests in seconds, via pytest-timeout's thread method when "
+        "installed; 0 turns it off",
+        _seconds, metavar="SECONDS",
+    ),
+    OptionSpec("fail_on_skip", False, "turn every skipped test into a failure", _bool, is_bool=True),
+    OptionSpec("seed", 0, "seed of the 'seed' fixture (random, numpy, torch)", _int(0), metavar="N"),
+    OptionSpec(
+        "deterministic", False,
+        "deterministic mode: torch deterministic algorithms, cuDNN benchmark off, CUBLAS_WORKSPACE_CONFIG set",
+        _bool, is_bool=True,
+    ),
+    OptionSpec(
+        "shard", None, "run only shard I of N of the selected tests, for example 2/4", _shard, metavar="I/N",
+    ),
+    OptionSpec("slowest", 5, "how many of the slowest tests the summary lists", _int(0), metavar="N"),
+)
+OPTIONS_BY_NAME: Mapping[str, OptionSpec] = MappingProxyType({o.name: o for o in OPTIONS})
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "off"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings of one run. ``sources`` says where each value came from."""
+
+    tier: Tier = "unit"
+    device: DeviceMode = "cuda"
+    unit_budget: float = 5.0
+    budget_mode: BudgetMode = "fail"
+    integration_timeout: float = 3600.0
+    fail_on_skip: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    shard: ShardSpec | None = None
+    slowest: int = 5
+    config_file: Path | None = field(default=None, compare=False)
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    active: bool = field(default=False, compare=False)
+    """True when the project opted in: a config section, an ``MLTEST_*`` setting or an ``--mltest-*`` flag."""
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(name, value, source) for every setting, in declaration order."""
+        return [(o.name, _show(getattr(self, o.name)), self.sources.get(o.name, "default")) for o in OPTIONS]
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: Path
+    label: str
+    """How errors name it: ``pyproject.toml [tool.mltest]`` or ``mltest.yaml``."""
+    data: Mapping[str, object]
+
+
+def _read_pyproject(path: Path) -> Mapping[str, object] | None:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    tool = document.get("tool")
+    section = tool.get("mltest") if isinstance(tool, dict) else None
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [tool.mltest] must be a table of settings")
+    return section
+
+
+def _read_yaml(path: Path) -> Mapping[str, object]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(document).__name__}")
+    return document
+
+
+def find_config_file(start: Path) -> ConfigFile | None:
+    """The config of the project containing ``start``, or None.
+
+    Walks up from ``start``; the first directory holding ``mltest.yaml`` or a ``pyproject.toml`` with
+    ``[tool.mltest]`` wins. A ``pyproject.toml`` without the section, or a ``.git``, ends the walk:
+    that is the project's root and the project has not opted in.
+    """
+    for directory in (start, *start.parents):
+        pyproject = directory / "pyproject.toml"
+        section = _read_pyproject(pyproject) if pyproject.is_file() else None
+        yamls = [directory / name for name in YAML_NAMES if (directory / name).is_file()]
+        if yamls and section is not None:
+            raise ConfigError(
+                f"{yamls[0]} and {pyproject} [tool.mltest] both configure mltest: keep one of them"
+            )
+        if yamls:
+            return ConfigFile(yamls[0], yamls[0].name, _read_yaml(yamls[0]))
+        if section is not None:
+            return ConfigFile(pyproject, "pyproject.toml [tool.mltest]", section)
+        if pyproject.is_file() or (directory / ".git").exists():
+            return None
+    return None
+
+
+def _unknown_key(where: str, key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
+    return ConfigError(f"{where}: unknown key '{key}' ({hint})")
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def load_settings(
+    start: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cli: Mapping[str, object] | None = None,
+) -> Settings:
+    """Resolve the settings: defaults < config file < ``MLTEST_*`` environment < ``cli``.
+
+    ``start`` is where the config file search begins (None: no file). ``cli`` maps setting names
+    to already-parsed values; None values mean "not given".
+    """
+    config_file = find_config_file(start) if start is not None else None
+    environ = {} if environ is None else environ
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+
+    if config_file is not None:
+        where = str(config_file.path) if config_file.label == config_file.path.name else (
+            f"{config_file.path} [tool.mltest]"
+        )
+        for key, raw in config_file.data.items():
+            spec = OPTIONS_BY_NAME.get(str(key).replace("-", "_"))
+            if spec is None:
+                raise _unknown_key(where, str(key), list(OPTIONS_BY_NAME))
+            try:
+                values[spec.name] = spec.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {key}: {exc}") from None
+            sources[spec.name] = config_file.label
+
+    env_given = False
+    for spec in OPTIONS:
+        raw_env = environ.get(spec.env_var)
+        if raw_env is None or raw_env == "":
+            continue
+        env_given = True
+        try:
+            values[spec.name] = spec.parse(raw_env)
+        except ValueError as exc:
+            raise ConfigError(f"environment variable {spec.env_var}: {exc}") from None
+        sources[spec.name] = f"env {spec.env_var}"
+
+    cli_given = False
+    for name, value in (cli or {}).items():
+        if value is None:
+            continue
+        if name not in OPTIONS_BY_NAME:
+            raise ConfigError(f"unknown setting '{name}'")
+        cli_given = True
+        values[name] = value
+        sources[name] = f"command line {OPTIONS_BY_NAME[name].pytest_flag}"
+
+    known = {f.name for f in fields(Settings)}
+    assert set(OPTIONS_BY_NAME) <= known, "every option is a Settings field"
+    return Settings(
+        **values,  # type: ignore[arg-type]
+        config_file=config_file.path if config_file is not None else None,
+        sources=MappingProxyType(sources),
+        active=config_file is not None or env_given or cli_given,
+    )

@@ -1,0 +1,34 @@
+"""One exception base for everything mltest raises on purpose.
+
+The CLI is the only place these become exit codes; the pytest plugin turns them into
+``pytest.UsageError`` so pytest prints them as one ``ERROR:`` line.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "MissingExtraError", "MltestError"]
+
+
+class MltestError(Exception):
+    """Base class of every error mltest raises deliberately.
+
+    The message is one line that names the thing at fault and, where there is one, the fix.
+    """
+
+
+class ConfigError(MltestError):
+    """A configuration file, environment variable or flag has a bad key or value."""
+
+
+class MissingExtraError(MltestError):
+    """An optional dependency is not installed; the message names the ``pip install`` that fixes it."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        self.module = module
+        super().__init__(
+            f"{feature} needs the '{module}' package, which is not installed: "
+            f"pip install 'mltest[{extra}]'"
+        )
+

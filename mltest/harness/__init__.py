@@ -1,0 +1,5 @@
+"""The pytest plugin: tiers, GPU gating, fixtures, timing, xdist pinning and hand-off.
+
+``mltest.harness.plugin`` is the ``pytest11`` entry point. It only adds options and, when the
+project has opted in, registers :class:`mltest.harness.session.MltestSession`.
+"""

@@ -1,0 +1,377 @@
+"""The active plugin: tier selection, budgets, GPU gating, skips, sharding, xdist pinning, summary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from mltest.config import OPTIONS_BY_NAME, Settings
+from mltest.harness import gpu, handoff
+from mltest.harness.shard import assign_shards
+
+__all__ = ["SETTINGS_KEY", "STATE_KEY", "MltestSession", "RunState", "is_integration"]
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+STATE_KEY = pytest.StashKey["RunState"]()
+WORKEROUTPUT_KEY = "mltest_collection"
+
+
+def is_integration(item: pytest.Item) -> bool:
+    """Integration tier: marked ``integration`` or ``gpu`` (``gpu`` implies ``integration``)."""
+    return item.get_closest_marker("integration") is not None or item.get_closest_marker("gpu") is not None
+
+
+@dataclass
+class RunState:
+    """What the plugin knows about this run; lives in ``config.stash[STATE_KEY]``."""
+
+    settings: Settings
+    device: str = "cpu"
+    """The integration tier's resolved device: ``cuda`` or ``cpu``. Unit tests always get ``cpu``."""
+    gpu_count: int = 0
+    cuda_already_initialised: bool = False
+    determinism: dict[str, Any] = field(default_factory=dict)
+    worker_gpus: dict[str, str] = field(default_factory=dict)
+    collection: dict[str, Any] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    skips: Counter[str] = field(default_factory=Counter)
+    skipped: set[str] = field(default_factory=set)
+    over_budget: list[tuple[str, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2])
+        return reason.removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class MltestSession:
+    """Registered as ``mltest-session`` once the project has opted in."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.state = RunState(settings)
+        config.stash[STATE_KEY] = self.state
+        self.is_worker = hasattr(config, "workerinput")
+        self.is_controller = not self.is_worker and bool(getattr(config.option, "numprocesses", None))
+        if settings.tier == "unit":
+            torch = sys.modules.get("torch")
+            self.state.cuda_already_initialised = bool(torch is not None and torch.cuda.is_initialized())
+        else:
+            self._resolve_device()
+        if settings.deterministic:
+            self._apply_determinism()
+
+    # ------------------------------------------------------------------ configure
+    def _resolve_device(self) -> None:
+        mode = self.settings.device
+        if mode == "cpu":
+            return
+        count = gpu.device_count()
+        self.state.gpu_count = count
+        if count > 0:
+            self.state.device = "cuda"
+        elif mode == "cuda":
+            cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+            seen = f" (CUDA_VISIBLE_DEVICES={cvd!r})" if cvd is not None else ""
+            raise pytest.UsageError(
+                f"mltest: the {self.settings.tier} tier requires a GPU but no CUDA device is visible{seen}; "
+                "run it on a GPU runner, or pass --mltest-device=cpu (mltest run --device cpu) to allow a CPU run"
+            )
+
+    def _apply_determinism(self) -> None:
+        flags: dict[str, Any] = {
+            "seed": self.settings.seed,
+            "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        }
+        if gpu.torch_available():
+            import torch
+
+            previous = (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.backends.cudnn.benchmark,
+                torch.backends.cudnn.deterministic,
+            )
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+            self._torch_previous: tuple[bool, bool, bool] | None = previous
+            flags.update(
+                {
+                    "torch.use_deterministic_algorithms": True,
+                    "torch.backends.cudnn.benchmark": False,
+                    "torch.backends.cudnn.deterministic": True,
+                }
+            )
+        else:
+            self._torch_previous = None
+            flags["torch"] = "not installed: only the environment is set"
+        self.state.determinism = flags
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.settings.deterministic and self._torch_previous is not None:
+            import torch
+
+            algorithms, benchmark, deterministic = self._torch_previous
+            torch.use_deterministic_algorithms(algorithms)
+            torch.backends.cudnn.benchmark = benchmark
+            torch.backends.cudnn.deterministic = deterministic
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line(
+            "markers", "integration: nightly integration tier (GPU when available); deselected by the unit tier"
+        )
+        config.addinivalue_line(
+            "markers",
+            "gpu(count=1, min_memory_gb=None): needs `count` CUDA devices with `min_memory_gb` GiB free each; "
+            "implies integration",
+        )
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        s, st = self.settings, self.state
+        parts = [f"tier={s.tier}"]
+        if s.tier == "unit":
+            parts.append("GPUs hidden (CUDA_VISIBLE_DEVICES='')")
+            parts.append(f"unit budget={s.unit_budget:g}s ({s.budget_mode})" if s.unit_budget else "unit budget off")
+        else:
+            if s.device == "cpu":
+                parts.append("device=cpu (--mltest-device=cpu: gpu tests skip)")
+            else:
+                parts.append(f"device={st.device} (--mltest-device={s.device}; {_plural(st.gpu_count, 'GPU')} visible)")
+        parts.append(f"seed={s.seed}")
+        if s.shard is not None:
+            parts.append(f"shard={s.shard}")
+        if s.fail_on_skip:
+            parts.append("fail-on-skip")
+        parts.append(f"config={s.config_file}" if s.config_file else "config=none")
+        lines = ["mltest: " + ", ".join(parts)]
+        if st.determinism:
+            lines.append("mltest: deterministic mode: " + ", ".join(f"{k}={v}" for k, v in st.determinism.items()))
+        if st.cuda_already_initialised:
+            lines.append(
+                "mltest: WARNING: CUDA was initialised before mltest could hide the GPUs (by a plugin or "
+                "conftest imported first); unit tests in this process can see GPUs"
+            )
+        return lines
+
+    # ------------------------------------------------------------------ collection
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        tier = self.settings.tier
+        kept: list[pytest.Item] = []
+        deselected: list[pytest.Item] = []
+        counts = Counter[str]()
+        for item in items:
+            integration = is_integration(item)
+            if tier == "all" or (tier == "integration") == integration:
+                kept.append(item)
+            else:
+                deselected.append(item)
+                counts["integration" if integration else "unit"] += 1
+        self._add_timeouts(kept)
+        shard_other = 0
+        if self.settings.shard is not None:
+            spec = self.settings.shard
+            assignment = assign_shards([i.nodeid for i in kept], spec.total)
+            mine = [i for i, shard in zip(kept, assignment) if shard == spec.index - 1]
+            shard_other = len(kept) - len(mine)
+            deselected.extend(i for i, shard in zip(kept, assignment) if shard != spec.index - 1)
+            kept = mine
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = kept
+        self.state.collection = {
+            "selected": len(kept),
+            "deselected_integration": counts["integration"],
+            "deselected_unit": counts["unit"],
+            "shard_other": shard_other,
+        }
+        if self.is_worker:
+            config.workeroutput[WORKEROUTPUT_KEY] = self.state.collection  # type: ignore[attr-defined]
+
+    def _add_timeouts(self, items: Sequence[pytest.Item]) -> None:
+        timeout = self.settings.integration_timeout
+        if not timeout or not self.config.pluginmanager.hasplugin("timeout"):
+            return
+        for item in items:
+            if is_integration(item) and item.get_closest_marker("timeout") is None:
+                # The thread method: a hung CUDA call ignores signals, so SIGALRM would never fire.
+                item.add_marker(pytest.mark.timeout(timeout, method="thread"))
+
+    # ------------------------------------------------------------------ running
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        marker = item.get_closest_marker("gpu")
+        if marker is None or self.settings.tier == "unit":
+            return
+        try:
+            requirement = gpu.GpuRequirement.from_marker_args(marker.args, marker.kwargs)
+        except ValueError as exc:
+            pytest.fail(f"mltest: bad @pytest.mark.gpu on {item.nodeid}: {exc}", pytrace=False)
+        if self.state.device == "cpu":
+            pytest.skip(f"needs {requirement}; this run uses the CPU (--mltest-device={self.settings.device})")
+        cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" to this process (CUDA_VISIBLE_DEVICES={cvd})" if cvd is not None else ""
+        reason = gpu.unmet_reason(requirement, self.state.gpu_count, gpu.memory, where)
+        if reason is None:
+            return
+        if self.settings.device == "cuda":
+            pytest.fail(
+                f"mltest: GPU requirement not met: {reason}; a GPU was required (--mltest-device=cuda), "
+                "so this fails instead of skipping",
+                pytrace=False,
+            )
+        pytest.skip(reason)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.when == "call" and report.passed:
+            self._check_budget(item, report)
+        if report.skipped and self.settings.fail_on_skip and not hasattr(report, "wasxfail"):
+            report.outcome = "failed"
+            report.longrepr = (
+                f"mltest: skipped ({_skip_reason(report)}), and --mltest-fail-on-skip turns skips into failures"
+            )
+        handoff.attach(item, report)
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        report = yield
+        if report.skipped and self.settings.fail_on_skip:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"mltest: module skipped ({_skip_reason(report)}), and --mltest-fail-on-skip turns skips into failures"
+            )
+        return report
+
+    def _check_budget(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        settings = self.settings
+        if settings.tier == "integration" or not settings.unit_budget or settings.budget_mode == "off":
+            return
+        if is_integration(item) or report.duration <= settings.unit_budget:
+            return
+        if settings.budget_mode == "warn":
+            handoff.add(item, "over_budget", {"duration": report.duration, "budget": settings.unit_budget})
+            return
+        report.outcome = "failed"
+        report.longrepr = (
+            f"mltest: unit test took {report.duration:.2f} s, over the unit-tier budget of "
+            f"{settings.unit_budget:g} s: mark it @pytest.mark.integration or make it faster "
+            f"(budget: unit_budget / {OPTIONS_BY_NAME['unit_budget'].pytest_flag}; "
+            f"budget_mode = warn only lists it)"
+        )
+
+    # ------------------------------------------------------------------ reporting process
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        state = self.state
+        if report.skipped and report.when in ("setup", "call") and not hasattr(report, "wasxfail"):
+            state.skips[_skip_reason(report)] += 1
+            state.skipped.add(report.nodeid)
+        state.durations[report.nodeid] = state.durations.get(report.nodeid, 0.0) + report.duration
+        for entry in getattr(report, handoff.REPORT_ATTR, None) or ():
+            if entry.get("kind") == "over_budget":
+                state.over_budget.append((report.nodeid, float(entry["duration"])))
+        handoff.deliver(self.config, report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if not self.is_worker and report.skipped:
+            self.state.skips[_skip_reason(report)] += 1
+
+    # ------------------------------------------------------------------ xdist (controller side)
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
+        """Pin each worker to one of the caller's GPUs, before the worker process imports anything."""
+        if self.settings.tier == "unit" or self.state.device != "cuda":
+            return
+        tokens = gpu.visible_tokens()
+        if not tokens:
+            return
+        for number, spec in enumerate(specs):
+            token = tokens[number % len(tokens)]
+            spec.env["CUDA_VISIBLE_DEVICES"] = token
+            self.state.worker_gpus[spec.id or f"gw{number}"] = token
+        if len(specs) > len(tokens):
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(
+                    f"mltest: WARNING: {len(specs)} workers share {_plural(len(tokens), 'GPU')} "
+                    f"({self._pinning()}); expect contention in timings and memory",
+                    yellow=True,
+                )
+
+    def _pinning(self) -> str:
+        return ", ".join(f"{w}->GPU {t}" for w, t in sorted(self.state.worker_gpus.items()))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        collection = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+        if collection and not self.state.collection:
+            self.state.collection = dict(collection)
+
+    # ------------------------------------------------------------------ summary
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        state, settings = self.state, self.settings
+        write = terminalreporter.write_line
+        terminalreporter.section("mltest")
+        wall = time.perf_counter() - state.started
+        ran = {k: v for k, v in state.durations.items() if k not in state.skipped}
+        total = sum(ran.values())
+        write(
+            f"{settings.tier} tier: {_plural(len(ran), 'test')} ran in {wall:.2f} s wall "
+            f"({total:.2f} s of test time)"
+        )
+        collection = state.collection
+        if collection.get("deselected_integration"):
+            n = collection["deselected_integration"]
+            write(
+                f"{_plural(n, 'integration test')} deselected by the unit tier; run them with "
+                "`mltest run integration` (or --mltest-tier=integration)"
+            )
+        if collection.get("deselected_unit"):
+            write(
+                f"{_plural(collection['deselected_unit'], 'unit test')} deselected by the integration tier; "
+                "`mltest run all` runs both"
+            )
+        if settings.shard is not None and collection:
+            write(
+                f"shard {settings.shard}: {collection['selected']} of "
+                f"{collection['selected'] + collection['shard_other']} selected tests; the rest run in the other shards"
+            )
+        if state.worker_gpus:
+            write(f"GPU pinning: {self._pinning()}")
+        slowest = sorted(ran.items(), key=lambda kv: -kv[1])[: settings.slowest]
+        if slowest:
+            write("slowest:")
+            for nodeid, seconds in slowest:
+                write(f"  {seconds:8.2f} s  {nodeid}")
+        if state.over_budget:
+            write(f"over the unit budget of {settings.unit_budget:g} s (budget_mode=warn):", yellow=True)
+            for nodeid, seconds in state.over_budget:
+                write(f"  {seconds:8.2f} s  {nodeid}", yellow=True)
+        if state.skips:
+            write(f"skipped ({sum(state.skips.values())}), by reason:", yellow=True)
+            for reason, n in state.skips.most_common():
+                write(f"  {n:4d} x {reason}", yellow=True)
