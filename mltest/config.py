@@ -154,37 +154,56 @@ class OptionSpec:
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
-        "tier", "unit", "tier to run: unit (CPU, every commit), integration (GPU, nightly) or all",
-        _choice(*TIERS), metavar="{" + ",".join(TIERS) + "}",
+        "tier",
+        "unit",
+        "tier to run: unit (CPU, every commit), integration (GPU, nightly) or all",
+        _choice(*TIERS),
+        metavar="{" + ",".join(TIERS) + "}",
     ),
     OptionSpec(
-        "device", "cuda",
+        "device",
+        "cuda",
         "integration-tier device: cuda requires a GPU, auto uses one when present, cpu allows a CPU run",
-        _choice(*DEVICE_MODES), metavar="{" + ",".join(DEVICE_MODES) + "}",
+        _choice(*DEVICE_MODES),
+        metavar="{" + ",".join(DEVICE_MODES) + "}",
     ),
     OptionSpec(
-        "unit_budget", 5.0, "per-test time budget of the unit tier, in seconds; 0 turns it off",
-        _seconds, metavar="SECONDS",
+        "unit_budget",
+        5.0,
+        "per-test time budget of the unit tier, in seconds; 0 turns it off",
+        _seconds,
+        metavar="SECONDS",
     ),
     OptionSpec(
-        "budget_mode", "fail", "what a unit test over budget does: fail, warn (listed in the summary) or off",
-        _choice(*BUDGET_MODES), metavar="{" + ",".join(BUDGET_MODES) + "}",
+        "budget_mode",
+        "fail",
+        "what a unit test over budget does: fail, warn (listed in the summary) or off",
+        _choice(*BUDGET_MODES),
+        metavar="{" + ",".join(BUDGET_MODES) + "}",
     ),
     OptionSpec(
-        "integration_timeout", 3600.0,
+        "integration_timeout",
+        3600.0,
         "default timeout of integration tests in seconds, via pytest-timeout's thread method when "
         "installed; 0 turns it off",
-        _seconds, metavar="SECONDS",
+        _seconds,
+        metavar="SECONDS",
     ),
     OptionSpec("fail_on_skip", False, "turn every skipped test into a failure", _bool, is_bool=True),
     OptionSpec("seed", 0, "seed of the 'seed' fixture (random, numpy, torch)", _int(0), metavar="N"),
     OptionSpec(
-        "deterministic", False,
+        "deterministic",
+        False,
         "deterministic mode: torch deterministic algorithms, cuDNN benchmark off, CUBLAS_WORKSPACE_CONFIG set",
-        _bool, is_bool=True,
+        _bool,
+        is_bool=True,
     ),
     OptionSpec(
-        "shard", None, "run only shard I of N of the selected tests, for example 2/4", _shard, metavar="I/N",
+        "shard",
+        None,
+        "run only shard I of N of the selected tests, for example 2/4",
+        _shard,
+        metavar="I/N",
     ),
     OptionSpec("slowest", 5, "how many of the slowest tests the summary lists", _int(0), metavar="N"),
 )
@@ -279,9 +298,7 @@ def find_config_file(start: Path) -> ConfigFile | None:
         section = _read_pyproject(pyproject) if pyproject.is_file() else None
         yamls = [directory / name for name in YAML_NAMES if (directory / name).is_file()]
         if yamls and section is not None:
-            raise ConfigError(
-                f"{yamls[0]} and {pyproject} [tool.mltest] both configure mltest: keep one of them"
-            )
+            raise ConfigError(f"{yamls[0]} and {pyproject} [tool.mltest] both configure mltest: keep one of them")
         if yamls:
             return ConfigFile(yamls[0], yamls[0].name, _read_yaml(yamls[0]))
         if section is not None:
@@ -317,8 +334,10 @@ def load_settings(
     sources: dict[str, str] = {}
 
     if config_file is not None:
-        where = str(config_file.path) if config_file.label == config_file.path.name else (
-            f"{config_file.path} [tool.mltest]"
+        where = (
+            str(config_file.path)
+            if config_file.label == config_file.path.name
+            else (f"{config_file.path} [tool.mltest]")
         )
         for key, raw in config_file.data.items():
             spec = OPTIONS_BY_NAME.get(str(key).replace("-", "_"))

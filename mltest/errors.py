@@ -28,7 +28,5 @@ class MissingExtraError(MltestError):
         self.extra = extra
         self.module = module
         super().__init__(
-            f"{feature} needs the '{module}' package, which is not installed: "
-            f"pip install 'mltest[{extra}]'"
+            f"{feature} needs the '{module}' package, which is not installed: pip install 'mltest[{extra}]'"
         )
-

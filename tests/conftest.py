@@ -8,6 +8,18 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# In-process pytester runs restore sys.modules afterwards; a C extension such as torch cannot be
+# imported a second time in one process, so import it here, once, before any inner run does.
+try:
+    import numpy  # noqa: F401
+    import torch
+
+    # Deterministic mode's first call imports torch submodules that register C++ operators; warm
+    # them up here for the same reason (the default state, so this changes nothing).
+    torch.use_deterministic_algorithms(False)
+except ImportError:  # pragma: no cover - the test install always has both
+    pass
+
 
 @pytest.fixture(autouse=True)
 def _clean_mltest_env(monkeypatch: pytest.MonkeyPatch) -> None:

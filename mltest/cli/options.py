@@ -21,7 +21,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
             continue
         if spec.is_bool:
             group.add_argument(
-                spec.cli_flag, action="store_const", const=True, default=None, dest=_dest(spec),
+                spec.cli_flag,
+                action="store_const",
+                const=True,
+                default=None,
+                dest=_dest(spec),
                 help=spec.help_with_default,
             )
             group.add_argument(
@@ -29,7 +33,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
             )
         else:
             group.add_argument(
-                spec.cli_flag, type=spec.argparse_type, default=None, dest=_dest(spec), metavar=spec.metavar,
+                spec.cli_flag,
+                type=spec.argparse_type,
+                default=None,
+                dest=_dest(spec),
+                metavar=spec.metavar,
                 help=spec.help_with_default,
             )
 

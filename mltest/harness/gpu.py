@@ -94,7 +94,10 @@ def _nvidia_smi(fields: str) -> list[list[str]]:
     try:
         out = subprocess.run(
             [exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []

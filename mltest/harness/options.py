@@ -20,17 +20,28 @@ def add_options(parser: pytest.Parser) -> None:
     for spec in OPTIONS:
         if spec.is_bool:
             group.addoption(
-                spec.pytest_flag, action="store_const", const=True, default=None, dest=dest(spec),
+                spec.pytest_flag,
+                action="store_const",
+                const=True,
+                default=None,
+                dest=dest(spec),
                 help=spec.help_with_default,
             )
             group.addoption(
-                "--mltest-no-" + spec.dashed, action="store_const", const=False, dest=dest(spec),
+                "--mltest-no-" + spec.dashed,
+                action="store_const",
+                const=False,
+                dest=dest(spec),
                 help=f"turn {spec.pytest_flag} off",
             )
         else:
             group.addoption(
-                spec.pytest_flag, type=spec.argparse_type, default=None, dest=dest(spec),
-                metavar=spec.metavar, help=spec.help_with_default,
+                spec.pytest_flag,
+                type=spec.argparse_type,
+                default=None,
+                dest=dest(spec),
+                metavar=spec.metavar,
+                help=spec.help_with_default,
             )
 
 

@@ -188,9 +188,9 @@ class MltestSession:
         if self.settings.shard is not None:
             spec = self.settings.shard
             assignment = assign_shards([i.nodeid for i in kept], spec.total)
-            mine = [i for i, shard in zip(kept, assignment) if shard == spec.index - 1]
+            mine = [i for i, shard in zip(kept, assignment, strict=True) if shard == spec.index - 1]
             shard_other = len(kept) - len(mine)
-            deselected.extend(i for i, shard in zip(kept, assignment) if shard != spec.index - 1)
+            deselected.extend(i for i, shard in zip(kept, assignment, strict=True) if shard != spec.index - 1)
             kept = mine
         if deselected:
             config.hook.pytest_deselected(items=deselected)
@@ -340,8 +340,7 @@ class MltestSession:
         ran = {k: v for k, v in state.durations.items() if k not in state.skipped}
         total = sum(ran.values())
         write(
-            f"{settings.tier} tier: {_plural(len(ran), 'test')} ran in {wall:.2f} s wall "
-            f"({total:.2f} s of test time)"
+            f"{settings.tier} tier: {_plural(len(ran), 'test')} ran in {wall:.2f} s wall ({total:.2f} s of test time)"
         )
         collection = state.collection
         if collection.get("deselected_integration"):

@@ -32,7 +32,9 @@ OPT_IN = "[tool.mltest]\n"
 
 def test_project_not_opted_in_runs_exactly_as_without_mltest(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nmarkers =\n    integration: theirs\n    gpu: theirs\n")
-    pytester.makepyfile(test_suite=SUITE + "\ndef test_sees_env():\n    assert 'CUDA_VISIBLE_DEVICES' not in os.environ\n")
+    pytester.makepyfile(
+        test_suite=SUITE + "\ndef test_sees_env():\n    assert 'CUDA_VISIBLE_DEVICES' not in os.environ\n"
+    )
     with_plugin = pytester.runpytest_subprocess("--strict-markers")
     without = pytester.runpytest_subprocess("--strict-markers", "-p", "no:mltest")
     with_plugin.assert_outcomes(passed=6)
@@ -161,7 +163,9 @@ def test_budget_warn_mode_lists_instead_of_failing(pytester: pytest.Pytester) ->
     pytester.makepyfile(test_budget=BUDGET_SUITE)
     result = pytester.runpytest()
     result.assert_outcomes(passed=2, deselected=1)
-    result.stdout.fnmatch_lines(["over the unit budget of 0.1 s (budget_mode=warn):", "*0.3* s  test_budget.py::test_slow"])
+    result.stdout.fnmatch_lines(
+        ["over the unit budget of 0.1 s (budget_mode=warn):", "*0.3* s  test_budget.py::test_slow"]
+    )
 
 
 def test_budget_zero_turns_it_off(pytester: pytest.Pytester) -> None:
@@ -173,7 +177,9 @@ def test_summary_shows_tier_time_and_slowest_tests(pytester: pytest.Pytester) ->
     pytester.makepyprojecttoml("[tool.mltest]\nslowest = 1\n")
     pytester.makepyfile(test_budget=BUDGET_SUITE)
     result = pytester.runpytest()
-    result.stdout.fnmatch_lines(["unit tier: 2 tests ran in * s wall (0.3* s of test time)", "slowest:", "*0.3* s  test_budget.py::test_slow"])
+    result.stdout.fnmatch_lines(
+        ["unit tier: 2 tests ran in * s wall (0.3* s of test time)", "slowest:", "*0.3* s  test_budget.py::test_slow"]
+    )
     result.stdout.no_fnmatch_line("*s  test_budget.py::test_fast")
 
 
@@ -210,7 +216,9 @@ def test_fail_on_skip_turns_every_skip_into_a_failure_but_not_xfail(pytester: py
     pytester.makepyfile(test_skips=SKIP_SUITE)
     result = pytester.runpytest("--mltest-fail-on-skip")
     result.assert_outcomes(failed=1, errors=2, xfailed=1)
-    result.stdout.fnmatch_lines(["*mltest: skipped (flaky on this runner), and --mltest-fail-on-skip turns skips into failures*"])
+    result.stdout.fnmatch_lines(
+        ["*mltest: skipped (flaky on this runner), and --mltest-fail-on-skip turns skips into failures*"]
+    )
 
 
 def test_fail_on_skip_covers_module_level_skips(pytester: pytest.Pytester) -> None:
