@@ -39,6 +39,7 @@ class RunState:
     cuda_already_initialised: bool = False
     determinism: dict[str, Any] = field(default_factory=dict)
     worker_gpus: dict[str, str] = field(default_factory=dict)
+    worker_threads: int | None = None
     collection: dict[str, Any] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     skips: Counter[str] = field(default_factory=Counter)
@@ -303,7 +304,14 @@ class MltestSession:
     # ------------------------------------------------------------------ xdist (controller side)
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
-        """Pin each worker to one of the caller's GPUs, before the worker process imports anything."""
+        """Before any worker starts: cap CPU threads per worker, and pin each worker to one of the caller's GPUs."""
+        if "OMP_NUM_THREADS" not in os.environ:
+            # N workers each running torch/numpy with every core's worth of threads oversubscribe the
+            # machine (seen here: a tiny matmul 80x slower); give each worker its share of the cores.
+            threads = str(max(1, (os.cpu_count() or 1) // max(1, len(specs))))
+            for spec in specs:
+                spec.env.setdefault("OMP_NUM_THREADS", threads)
+            self.state.worker_threads = int(threads)
         if self.settings.tier == "unit" or self.state.device != "cuda":
             return
         tokens = gpu.visible_tokens()
@@ -361,6 +369,8 @@ class MltestSession:
             )
         if state.worker_gpus:
             write(f"GPU pinning: {self._pinning()}")
+        if state.worker_threads is not None:
+            write(f"CPU threads per worker: OMP_NUM_THREADS={state.worker_threads} (set OMP_NUM_THREADS to choose)")
         slowest = sorted(ran.items(), key=lambda kv: -kv[1])[: settings.slowest]
         if slowest:
             write("slowest:")

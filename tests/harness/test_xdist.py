@@ -158,3 +158,20 @@ def test_unit_tier_workers_see_no_gpu(pytester: pytest.Pytester, monkeypatch: py
         "def test_b():\n    assert os.environ['CUDA_VISIBLE_DEVICES'] == ''\n"
     )
     pytester.runpytest("-n", "2").assert_outcomes(passed=2)
+
+
+def test_workers_get_their_share_of_cpu_threads_unless_the_caller_chose(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    pytester.makepyprojecttoml("[tool.mltest]\n")
+    pytester.makepyfile(test_env="import os\ndef test_a():\n    assert os.environ['OMP_NUM_THREADS'] == '4'\n")
+    result = pytester.runpytest("-n", "2")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["CPU threads per worker: OMP_NUM_THREADS=4*"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    pytester.makepyfile(test_env="import os\ndef test_a():\n    assert os.environ['OMP_NUM_THREADS'] == '3'\n")
+    pytester.runpytest("-n", "2").assert_outcomes(passed=1)
