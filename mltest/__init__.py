@@ -1,6 +1,9 @@
 """mltest: CI for ML code that knows about GPUs, speed and accuracy.
 
 The public facade. Everything importable from here is listed in ``__all__`` (pinned by a test).
+
+PYTEST_DONT_REWRITE: ``mltest run`` imports this package before it starts pytest in-process; this
+marker keeps pytest from warning that the already-imported plugin package cannot be rewritten.
 """
 
 from __future__ import annotations

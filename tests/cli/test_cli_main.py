@@ -456,15 +456,6 @@ def test_run_with_bad_config_file_is_a_usage_error_without_traceback(tmp_path: P
     assert "Traceback" not in result.stdout + result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: mltest run calls pytest.main in-process after importing mltest, so when pytest can find the "
-        "mltest package on sys.path (python -m mltest from the source root, or a non-editable install) it "
-        "warns 'Module already imported so cannot be rewritten; mltest', and with filterwarnings=error the "
-        "run dies with a traceback"
-    ),
-)
 def test_run_with_filterwarnings_error_and_mltest_on_sys_path(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[tool.pytest.ini_options]\nfilterwarnings = ["error"]\n', encoding="utf-8"
