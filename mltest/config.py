@@ -12,7 +12,7 @@ import argparse
 import difflib
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from mltest.errors import ConfigError
-from mltest.model import BUDGET_MODES, DEVICE_MODES, TIERS, BudgetMode, DeviceMode, ShardSpec, Tier
+from mltest.model import BUDGET_MODES, DEVICE_MODES, TIERS, BudgetMode, DeviceMode, MetricSpec, ShardSpec, Tier
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "MLTEST_"
+DEFAULT_STORE_URL = "sqlite:///.mltest/results.db"
 YAML_NAMES = ("mltest.yaml", "mltest.yml")
 
 
@@ -94,6 +95,29 @@ def _bool(value: object) -> bool:
     raise ValueError(f"expected true or false; got {value!r}")
 
 
+def _text(value: object) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError(f"expected a non-empty string; got {value!r}")
+
+
+def _tolerance(value: object) -> float:
+    """A relative tolerance: 0.05, or the text '5%'."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        if isinstance(text, str) and text.endswith("%"):
+            number = float(text[:-1]) / 100
+        elif isinstance(text, (int, float)) and not isinstance(text, bool):
+            number = float(text)
+        else:
+            raise ValueError
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number < 10:
+        raise ValueError(f"expected a relative tolerance such as 0.05 or '5%'; got {value!r}")
+    return number
+
+
 def _shard(value: object) -> ShardSpec | None:
     if value is None:
         return None
@@ -122,10 +146,12 @@ class OptionSpec:
     parse: Callable[[object], Any]
     metavar: str = "VALUE"
     is_bool: bool = False
+    flag: str | None = None
+    """The flag's name when it differs from the setting's (``store_url`` is ``--mltest-store``)."""
 
     @property
     def dashed(self) -> str:
-        return self.name.replace("_", "-")
+        return self.flag or self.name.replace("_", "-")
 
     @property
     def env_var(self) -> str:
@@ -206,6 +232,29 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="I/N",
     ),
     OptionSpec("slowest", 5, "how many of the slowest tests the summary lists", _int(0), metavar="N"),
+    OptionSpec(
+        "store_url",
+        DEFAULT_STORE_URL,
+        "results store: sqlite:///PATH (relative to the project root) or postgresql://USER@HOST/DB",
+        _text,
+        metavar="URL",
+        flag="store",
+    ),
+    OptionSpec(
+        "project",
+        None,
+        "project name stored with every run (default: the project directory's name)",
+        _text,
+        metavar="NAME",
+    ),
+    OptionSpec("record", True, "record runs, test outcomes and measurements into the store", _bool, is_bool=True),
+    OptionSpec(
+        "record_pull_requests",
+        False,
+        "also record unit-tier runs of pull requests (off: a PR's unit tier never writes to the store)",
+        _bool,
+        is_bool=True,
+    ),
 )
 OPTIONS_BY_NAME: Mapping[str, OptionSpec] = MappingProxyType({o.name: o for o in OPTIONS})
 
@@ -232,14 +281,33 @@ class Settings:
     deterministic: bool = False
     shard: ShardSpec | None = None
     slowest: int = 5
+    store_url: str = DEFAULT_STORE_URL
+    project: str | None = None
+    record: bool = True
+    record_pull_requests: bool = False
+    metrics: Mapping[str, MetricSpec] = field(default_factory=lambda: MappingProxyType({}))
+    """``[tool.mltest.metrics.NAME]`` tables: unit, direction and tolerance per metric."""
     config_file: Path | None = field(default=None, compare=False)
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     active: bool = field(default=False, compare=False)
     """True when the project opted in: a config section, an ``MLTEST_*`` setting or an ``--mltest-*`` flag."""
 
+    @property
+    def project_root(self) -> Path:
+        """Where relative store paths and the spool live: the config file's directory, else the cwd."""
+        return self.config_file.parent if self.config_file is not None else Path.cwd()
+
+    @property
+    def project_name(self) -> str:
+        return self.project or self.project_root.name
+
     def describe(self) -> list[tuple[str, str, str]]:
-        """(name, value, source) for every setting, in declaration order."""
-        return [(o.name, _show(getattr(self, o.name)), self.sources.get(o.name, "default")) for o in OPTIONS]
+        """(name, value, source) for every setting, in declaration order, then the metrics."""
+        rows = [(o.name, _show(getattr(self, o.name)), self.sources.get(o.name, "default")) for o in OPTIONS]
+        for name, spec in self.metrics.items():
+            parts = [f"{k}={_show(v)}" for k, v in vars(spec).items() if k != "name" and v is not None]
+            rows.append((f"metrics.{name}", ", ".join(parts) or "(inferred)", self.sources.get("metrics", "default")))
+        return rows
 
 
 # ----------------------------------------------------------------------------- the file
@@ -314,6 +382,31 @@ def _unknown_key(where: str, key: str, valid: list[str]) -> ConfigError:
     return ConfigError(f"{where}: unknown key '{key}' ({hint})")
 
 
+_METRIC_KEYS = {"unit": _text, "higher_is_better": _bool, "tolerance": _tolerance, "tolerance_abs": _seconds}
+
+
+def _parse_metrics(where: str, raw: object) -> Mapping[str, MetricSpec]:
+    """``metrics.NAME = {unit, higher_is_better, tolerance (relative: 0.05 or '5%'), tolerance_abs}``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: metrics: expected a table of metric names, got {type(raw).__name__}")
+    specs: dict[str, MetricSpec] = {}
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: metrics.{name}: expected a table such as {{higher_is_better = true}}")
+        parsed: dict[str, Any] = {}
+        for key, value in table.items():
+            parse = _METRIC_KEYS.get(str(key))
+            if parse is None:
+                raise _unknown_key(f"{where}: metrics.{name}", str(key), list(_METRIC_KEYS))
+            try:
+                parsed[str(key)] = parse(value)
+            except ValueError as exc:
+                message = str(exc).replace("seconds", "units") if key == "tolerance_abs" else str(exc)
+                raise ConfigError(f"{where}: metrics.{name}.{key}: {message}") from None
+        specs[str(name)] = MetricSpec(str(name), **parsed)
+    return MappingProxyType(specs)
+
+
 # ----------------------------------------------------------------------------- resolution
 
 
@@ -340,9 +433,13 @@ def load_settings(
             else (f"{config_file.path} [tool.mltest]")
         )
         for key, raw in config_file.data.items():
+            if key == "metrics":
+                values["metrics"] = _parse_metrics(where, raw)
+                sources["metrics"] = config_file.label
+                continue
             spec = OPTIONS_BY_NAME.get(str(key).replace("-", "_"))
             if spec is None:
-                raise _unknown_key(where, str(key), list(OPTIONS_BY_NAME))
+                raise _unknown_key(where, str(key), [*OPTIONS_BY_NAME, "metrics"])
             try:
                 values[spec.name] = spec.parse(raw)
             except ValueError as exc:
@@ -371,8 +468,6 @@ def load_settings(
         values[name] = value
         sources[name] = f"command line {OPTIONS_BY_NAME[name].pytest_flag}"
 
-    known = {f.name for f in fields(Settings)}
-    assert set(OPTIONS_BY_NAME) <= known, "every option is a Settings field"
     return Settings(
         **values,  # type: ignore[arg-type]
         config_file=config_file.path if config_file is not None else None,

@@ -6,7 +6,7 @@ The CLI is the only place these become exit codes; the pytest plugin turns them 
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "MissingExtraError", "MltestError"]
+__all__ = ["BackendUnavailable", "ConfigError", "MissingExtraError", "MltestError", "RecordError", "StoreError"]
 
 
 class MltestError(Exception):
@@ -30,3 +30,15 @@ class MissingExtraError(MltestError):
         super().__init__(
             f"{feature} needs the '{module}' package, which is not installed: pip install 'mltest[{extra}]'"
         )
+
+
+class RecordError(MltestError, ValueError):
+    """A value handed to ``record`` was refused (NaN, infinite, conflicting unit or direction)."""
+
+
+class StoreError(MltestError):
+    """The results store refused or failed an operation; the message names the store (password removed)."""
+
+
+class BackendUnavailable(StoreError):
+    """The store's server cannot be reached (down, refused, wrong host)."""

@@ -21,7 +21,7 @@ from mltest.errors import ConfigError, MltestError
 from mltest.model import ShardSpec
 
 PYPROJECT_LABEL = "pyproject.toml [tool.mltest]"
-BOOKKEEPING_FIELDS = {"config_file", "sources", "active"}
+BOOKKEEPING_FIELDS = {"config_file", "sources", "active", "metrics"}  # metrics: a file-only table
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -544,12 +544,14 @@ def test_file_values_are_parsed(tmp_path: Path) -> None:
     write_pyproject(
         tmp_path,
         'tier = "ALL"\ndevice = "cpu"\nunit_budget = 0\nbudget_mode = "off"\nintegration_timeout = 60\n'
-        'fail_on_skip = true\nseed = 123\ndeterministic = "yes"\nshard = "1/2"\nslowest = 10\n',
+        'fail_on_skip = true\nseed = 123\ndeterministic = "yes"\nshard = "1/2"\nslowest = 10\n'
+        'store_url = "sqlite:///r.db"\nproject = "p"\nrecord = false\nrecord_pull_requests = true\n',
     )
     settings = load_settings(tmp_path, environ={})
     assert settings == Settings(
         tier="all", device="cpu", unit_budget=0.0, budget_mode="off", integration_timeout=60.0,
         fail_on_skip=True, seed=123, deterministic=True, shard=ShardSpec(1, 2), slowest=10,
+        store_url="sqlite:///r.db", project="p", record=False, record_pull_requests=True,
     )
     assert isinstance(settings.unit_budget, float)
     assert isinstance(settings.integration_timeout, float)

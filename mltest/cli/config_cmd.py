@@ -24,7 +24,10 @@ def add_parser(commands: Any) -> None:
     )
     show_parser.add_argument("--json", action="store_true", help="print JSON instead of a table (default: table)")
     show_parser.add_argument(
-        "--project", type=Path, default=None, help="where to look for the config file (default: the current directory)"
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="where to look for the config file (default: the current directory)",
     )
     add_setting_flags(show_parser)
     show_parser.set_defaults(handler=_handle)
@@ -51,7 +54,7 @@ def show(settings: Settings, *, as_json: bool = False) -> str:
 
 
 def _handle(args: argparse.Namespace, extra: list[str]) -> int:
-    start = args.project if args.project is not None else Path.cwd()
+    start = args.project_dir if args.project_dir is not None else Path.cwd()
     settings = load_settings(start.resolve(), environ=os.environ, cli=given_settings(args))
     print(show(settings, as_json=args.json))
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
+from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -12,8 +14,9 @@ import pytest
 from mltest.errors import MissingExtraError
 from mltest.harness import gpu, handoff
 from mltest.harness.session import STATE_KEY, is_integration
+from mltest.recorder import Record
 
-__all__ = ["device", "seed"]
+__all__ = ["device", "record", "seed"]
 
 
 def _torch(feature: str) -> Any:
@@ -64,3 +67,24 @@ def seed(request: pytest.FixtureRequest) -> int:
         item.user_properties.append(("mltest_seed", value))
         handoff.add(item, "seed", {"value": value})
     return value
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Iterator[Record]:
+    """Record metrics of this test: ``record(name, value, unit=None, higher_is_better=None, support=None)``,
+    ``record.time(fn, ...)``, ``record.throughput(items, seconds)``, ``with record.memory(): ...``.
+
+    Measurements travel with the test's reports to the process that writes the store (the xdist
+    controller); the fixture itself never touches the store. They are handed over when the test ends.
+    """
+    item = request.node
+    state = request.config.stash[STATE_KEY]
+    on_cuda = isinstance(item, pytest.Item) and is_integration(item) and state.device == "cuda"
+
+    def emit(measurement: object) -> None:
+        if isinstance(item, pytest.Item):
+            handoff.add(item, "measurement", asdict(measurement))  # type: ignore[call-overload]
+
+    recorder = Record(request.node.nodeid, emit, state.settings.metrics, device="cuda" if on_cuda else "cpu")
+    yield recorder
+    recorder.flush()

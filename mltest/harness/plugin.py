@@ -16,6 +16,7 @@ from mltest.config import Settings, load_settings
 from mltest.errors import MltestError
 from mltest.harness import fixtures
 from mltest.harness.options import add_options, given_options
+from mltest.harness.recording import RecorderPlugin, recording_skipped_reason
 from mltest.harness.session import SETTINGS_KEY, MltestSession
 
 __all__ = ["pytest_addoption", "pytest_configure", "pytest_load_initial_conftests", "pytest_unconfigure"]
@@ -60,8 +61,17 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = config.stash[SETTINGS_KEY] = _resolve(config, config.option)
     if not settings.active:
         return
-    config.pluginmanager.register(MltestSession(config, settings), "mltest-session")
+    session = MltestSession(config, settings)
+    config.pluginmanager.register(session, "mltest-session")
     config.pluginmanager.register(fixtures, "mltest-fixtures")
+    if session.is_worker:
+        return
+    reason = recording_skipped_reason(settings, os.environ)
+    if reason is None:
+        flags = {"seed": settings.seed, **session.state.determinism}
+        config.pluginmanager.register(RecorderPlugin(config, settings, flags), "mltest-recorder")
+    else:
+        session.state.recording_note = reason
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -40,6 +40,7 @@ class RunState:
     determinism: dict[str, Any] = field(default_factory=dict)
     worker_gpus: dict[str, str] = field(default_factory=dict)
     worker_threads: int | None = None
+    recording_note: str | None = None
     collection: dict[str, Any] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     skips: Counter[str] = field(default_factory=Counter)
@@ -367,6 +368,8 @@ class MltestSession:
                 f"shard {settings.shard}: {collection['selected']} of "
                 f"{collection['selected'] + collection['shard_other']} selected tests; the rest run in the other shards"
             )
+        if state.recording_note:
+            write(f"not recorded: {state.recording_note}")
         if state.worker_gpus:
             write(f"GPU pinning: {self._pinning()}")
         if state.worker_threads is not None:

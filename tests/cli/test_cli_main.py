@@ -158,7 +158,7 @@ def test_config_show_project_option(tmp_path: Path, project: Path, capsys: pytes
     other = tmp_path / "other"
     (other / ".git").mkdir(parents=True)
     (other / "mltest.yaml").write_text("slowest: 9\n", encoding="utf-8")
-    assert main(["config", "show", "--project", str(other)]) == 0
+    assert main(["config", "show", "--project-dir", str(other)]) == 0
     assert show_rows(capsys.readouterr().out)["slowest"] == ("9", "mltest.yaml")
 
 
@@ -354,7 +354,8 @@ def test_to_pytest_args_round_trip_through_the_option_parsers() -> None:
 def test_every_setting_has_a_config_show_flag(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["config", "show", "--json"]
     expected = Settings(tier="all", device="cpu", unit_budget=1.0, budget_mode="warn", integration_timeout=9.0,
-                        fail_on_skip=True, seed=4, deterministic=True, shard=ShardSpec(1, 2), slowest=3)
+                        fail_on_skip=True, seed=4, deterministic=True, shard=ShardSpec(1, 2), slowest=3,
+                        store_url="sqlite:///other.db", project="proj", record=True, record_pull_requests=True)
     for spec in OPTIONS:
         value = getattr(expected, spec.name)
         argv += [spec.cli_flag] if spec.is_bool else [spec.cli_flag, str(value)]

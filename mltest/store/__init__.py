@@ -1,0 +1,117 @@
+"""Results stores, chosen by URL scheme: ``sqlite:///PATH`` (embedded default), ``postgresql://...``
+(teams), ``memory://`` (tests). One small protocol; drivers are imported lazily."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from mltest.errors import StoreError
+from mltest.model import Measurement, Run, RunStatus, TestResult
+
+__all__ = ["SeriesRow", "Store", "open_store", "redact_url"]
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One stored measurement joined with its run, commit and environment (what history reads)."""
+
+    run_id: str
+    sha: str
+    branch: str | None
+    tier: str
+    project: str
+    env_key: str
+    started_at: str
+    committed_at: str | None
+    subject: str | None
+    test: str
+    metric: str
+    value: float
+    unit: str | None
+    higher_is_better: bool | None
+    samples: tuple[float, ...]
+    iqr: float | None
+    support: int | None
+
+
+class Store(Protocol):
+    """What every backend does. Writes are idempotent per run id (a replayed write changes nothing)."""
+
+    url: str
+    """The URL with any password removed: safe to print."""
+
+    def begin_run(self, run: Run) -> None: ...
+
+    def add_results(self, run_id: str, results: Sequence[TestResult], measurements: Sequence[Measurement]) -> None:
+        """Store test outcomes and measurements in one transaction, and refresh the run's heartbeat."""
+
+    def finish_run(self, run_id: str, status: RunStatus, finished_at: str) -> None: ...
+
+    def mark_aborted(self, run_ids: Sequence[str], finished_at: str) -> None:
+        """Runs still 'running' among ``run_ids`` become 'aborted' (their process is gone)."""
+
+    def runs(self, *, branch: str | None = None, project: str | None = None, limit: int = 50) -> list[Run]:
+        """Most recent first."""
+
+    def get_run(self, run_id: str) -> Run | None: ...
+
+    def results(self, run_id: str) -> list[TestResult]: ...
+
+    def run_measurements(self, run_id: str) -> list[Measurement]: ...
+
+    def series(
+        self,
+        *,
+        test: str | None = None,
+        metric: str | None = None,
+        branch: str | None = None,
+        tier: str | None = None,
+        env_key: str | None = None,
+        project: str | None = None,
+    ) -> list[SeriesRow]:
+        """Matching measurements, unordered (ordering by history is :mod:`mltest.store.history`'s job)."""
+
+    def first_parent_links(self) -> dict[str, str]:
+        """sha -> first parent, for every link ever recorded."""
+
+    def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_store(url: str, *, root: Path | None = None) -> Store:
+    """Open (creating or migrating as needed) the store at ``url``.
+
+    ``root`` anchors a relative SQLite path (``sqlite:///.mltest/results.db``); default: the cwd.
+    """
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "memory":
+        from mltest.store.memory import MemoryStore
+
+        return MemoryStore(url)
+    if scheme in ("sqlite", "postgresql", "postgres") or scheme.startswith(("postgresql+", "sqlite+")):
+        from mltest.store.sql import SqlStore
+
+        return SqlStore.open(url, root=root or Path.cwd())
+    shown = redact_url(url)
+    if not scheme:
+        raise StoreError(
+            f"store URL {shown!r} has no scheme: use sqlite:///PATH (for example sqlite:///.mltest/results.db) "
+            "or postgresql://USER@HOST/DB"
+        )
+    raise StoreError(
+        f"unsupported store URL scheme {scheme!r} in {shown!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
+    )

@@ -1,0 +1,140 @@
+"""An in-memory store with the same behaviour as the SQL ones: for tests and dry runs (``memory://``)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+
+from mltest.model import SCHEMA_VERSION, Measurement, Run, RunStatus, TestResult, utc_now
+from mltest.store import SeriesRow
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._runs: dict[str, Run] = {}
+        self._heartbeat: dict[str, str] = {}
+        self._results: dict[tuple[str, str, int], TestResult] = {}
+        self._measurements: dict[tuple[str, str, str], Measurement] = {}
+        self._links: dict[str, str] = {}
+
+    def begin_run(self, run: Run) -> None:
+        with self._lock:
+            self._runs.setdefault(run.run_id, run)
+            chain = (run.commit.sha, *run.commit.ancestry)
+            for child, parent in itertools.pairwise(chain):
+                self._links.setdefault(child, parent)
+            if len(chain) == 1 and run.commit.parents:
+                self._links.setdefault(run.commit.sha, run.commit.parents[0])
+
+    def add_results(self, run_id: str, results: Sequence[TestResult], measurements: Sequence[Measurement]) -> None:
+        with self._lock:
+            for r in results:
+                self._results[(run_id, r.test, r.attempt)] = r
+            for m in measurements:
+                self._measurements[(run_id, m.test, m.metric)] = m
+            self._heartbeat[run_id] = utc_now()
+
+    def _replace_status(self, run_id: str, status: RunStatus, finished_at: str) -> None:
+        from dataclasses import replace
+
+        run = self._runs.get(run_id)
+        if run is not None:
+            self._runs[run_id] = replace(run, status=status, finished_at=finished_at)
+
+    def finish_run(self, run_id: str, status: RunStatus, finished_at: str) -> None:
+        with self._lock:
+            self._replace_status(run_id, status, finished_at)
+
+    def mark_aborted(self, run_ids: Sequence[str], finished_at: str) -> None:
+        with self._lock:
+            for run_id in run_ids:
+                run = self._runs.get(run_id)
+                if run is not None and run.status == "running":
+                    self._replace_status(run_id, "aborted", finished_at)
+
+    def runs(self, *, branch: str | None = None, project: str | None = None, limit: int = 50) -> list[Run]:
+        with self._lock:
+            runs = [
+                r
+                for r in self._runs.values()
+                if (branch is None or r.commit.branch == branch) and (project is None or r.project == project)
+            ]
+        runs.sort(key=lambda r: r.run_id)
+        runs.sort(key=lambda r: r.started_at, reverse=True)
+        return runs[:limit]
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def results(self, run_id: str) -> list[TestResult]:
+        with self._lock:
+            found = [r for (rid, _, _), r in self._results.items() if rid == run_id]
+        return sorted(found, key=lambda r: (r.test, r.attempt))
+
+    def run_measurements(self, run_id: str) -> list[Measurement]:
+        with self._lock:
+            found = [m for (rid, _, _), m in self._measurements.items() if rid == run_id]
+        return sorted(found, key=lambda m: (m.test, m.metric))
+
+    def series(
+        self,
+        *,
+        test: str | None = None,
+        metric: str | None = None,
+        branch: str | None = None,
+        tier: str | None = None,
+        env_key: str | None = None,
+        project: str | None = None,
+    ) -> list[SeriesRow]:
+        rows = []
+        with self._lock:
+            for (run_id, _, _), m in self._measurements.items():
+                run = self._runs[run_id]
+                wanted = (
+                    (test, m.test),
+                    (metric, m.metric),
+                    (branch, run.commit.branch),
+                    (tier, run.tier),
+                    (env_key, run.environment.key),
+                    (project, run.project),
+                )
+                if any(want is not None and want != have for want, have in wanted):
+                    continue
+                rows.append(
+                    SeriesRow(
+                        run_id,
+                        run.commit.sha,
+                        run.commit.branch,
+                        run.tier,
+                        run.project,
+                        run.environment.key,
+                        run.started_at,
+                        run.commit.committed_at,
+                        run.commit.subject,
+                        m.test,
+                        m.metric,
+                        m.value,
+                        m.unit,
+                        m.higher_is_better,
+                        m.samples,
+                        m.iqr,
+                        m.support,
+                    )
+                )
+        return rows
+
+    def first_parent_links(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._links)
+
+    def schema_version(self) -> int:
+        return SCHEMA_VERSION
+
+    def close(self) -> None:
+        pass

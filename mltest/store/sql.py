@@ -1,0 +1,544 @@
+"""SQLite and PostgreSQL through SQLAlchemy Core: one schema, versioned migrations, idempotent upserts.
+
+SQLite runs in WAL mode with a busy timeout and takes its write lock up front (``BEGIN IMMEDIATE``),
+so concurrent writers queue instead of failing with "database is locked". PostgreSQL writes run in
+transactions; migrations hold an advisory lock so that concurrent first opens migrate once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from mltest.errors import BackendUnavailable, MissingExtraError, StoreError
+from mltest.model import SCHEMA_VERSION, Commit, Environment, Measurement, Run, RunStatus, TestResult
+from mltest.store import SeriesRow, redact_url
+
+__all__ = ["MIGRATIONS", "SqlStore"]
+
+# ----------------------------------------------------------------------------- schema history
+# Plain DDL that both SQLite and PostgreSQL accept. Never edit a shipped step: add the next one.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS commits (sha TEXT PRIMARY KEY, parents TEXT NOT NULL, author TEXT, "
+            "authored_at TEXT, committed_at TEXT, subject TEXT)",
+            "CREATE TABLE IF NOT EXISTS environments (env_id TEXT PRIMARY KEY, env_key TEXT NOT NULL, "
+            "data TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, project TEXT NOT NULL, tier TEXT NOT NULL, "
+            "status TEXT NOT NULL, sha TEXT NOT NULL REFERENCES commits(sha), branch TEXT, "
+            "env_id TEXT NOT NULL REFERENCES environments(env_id), ci_url TEXT, started_at TEXT NOT NULL, "
+            "finished_at TEXT, hostname TEXT, pid INTEGER)",
+            "CREATE TABLE IF NOT EXISTS test_results (run_id TEXT NOT NULL REFERENCES runs(run_id), "
+            "test TEXT NOT NULL, "
+            "attempt INTEGER NOT NULL, outcome TEXT NOT NULL, duration DOUBLE PRECISION NOT NULL, "
+            "flaky BOOLEAN NOT NULL, PRIMARY KEY (run_id, test, attempt))",
+            "CREATE TABLE IF NOT EXISTS measurements (run_id TEXT NOT NULL REFERENCES runs(run_id), "
+            "test TEXT NOT NULL, "
+            "metric TEXT NOT NULL, value DOUBLE PRECISION NOT NULL, unit TEXT, higher_is_better BOOLEAN, "
+            "samples TEXT NOT NULL, iqr DOUBLE PRECISION, support INTEGER, PRIMARY KEY (run_id, test, metric))",
+            "CREATE INDEX IF NOT EXISTS ix_measurements_series ON measurements (test, metric)",
+            "CREATE INDEX IF NOT EXISTS ix_runs_branch ON runs (branch, started_at)",
+        ),
+    ),
+    (
+        2,
+        (
+            # First-parent links let the store order commits by history even from shallow clones.
+            "CREATE TABLE IF NOT EXISTS commit_links (sha TEXT PRIMARY KEY, first_parent TEXT NOT NULL)",
+            # A heartbeat tells a crashed run (stale) from a long one.
+            "ALTER TABLE runs ADD COLUMN heartbeat_at TEXT",
+        ),
+    ),
+)
+assert MIGRATIONS[-1][0] == SCHEMA_VERSION
+
+_md = sa.MetaData()
+meta_t = sa.Table("meta", _md, sa.Column("key", sa.Text, primary_key=True), sa.Column("value", sa.Text))
+commits_t = sa.Table(
+    "commits",
+    _md,
+    sa.Column("sha", sa.Text, primary_key=True),
+    sa.Column("parents", sa.Text),
+    sa.Column("author", sa.Text),
+    sa.Column("authored_at", sa.Text),
+    sa.Column("committed_at", sa.Text),
+    sa.Column("subject", sa.Text),
+)
+links_t = sa.Table("commit_links", _md, sa.Column("sha", sa.Text, primary_key=True), sa.Column("first_parent", sa.Text))
+envs_t = sa.Table(
+    "environments",
+    _md,
+    sa.Column("env_id", sa.Text, primary_key=True),
+    sa.Column("env_key", sa.Text),
+    sa.Column("data", sa.Text),
+)
+runs_t = sa.Table(
+    "runs",
+    _md,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("project", sa.Text),
+    sa.Column("tier", sa.Text),
+    sa.Column("status", sa.Text),
+    sa.Column("sha", sa.Text),
+    sa.Column("branch", sa.Text),
+    sa.Column("env_id", sa.Text),
+    sa.Column("ci_url", sa.Text),
+    sa.Column("started_at", sa.Text),
+    sa.Column("finished_at", sa.Text),
+    sa.Column("hostname", sa.Text),
+    sa.Column("pid", sa.Integer),
+    sa.Column("heartbeat_at", sa.Text),
+)
+results_t = sa.Table(
+    "test_results",
+    _md,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("test", sa.Text, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("outcome", sa.Text),
+    sa.Column("duration", sa.Double),
+    sa.Column("flaky", sa.Boolean),
+)
+measurements_t = sa.Table(
+    "measurements",
+    _md,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("test", sa.Text, primary_key=True),
+    sa.Column("metric", sa.Text, primary_key=True),
+    sa.Column("value", sa.Double),
+    sa.Column("unit", sa.Text),
+    sa.Column("higher_is_better", sa.Boolean),
+    sa.Column("samples", sa.Text),
+    sa.Column("iqr", sa.Double),
+    sa.Column("support", sa.Integer),
+)
+
+
+def env_id(environment: Environment) -> str:
+    payload = json.dumps(dataclasses.asdict(environment), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+class SqlStore:
+    def __init__(self, url: str, engine: sa.Engine, dialect: str) -> None:
+        self.url = url
+        self._engine = engine
+        self._dialect = dialect
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, url: str, *, root: Path) -> SqlStore:
+        shown = redact_url(url)
+        scheme = url.split(":", 1)[0].lower()
+        if scheme.startswith("sqlite"):
+            store = cls(shown, _sqlite_engine(url, shown, root), "sqlite")
+        else:
+            if importlib.util.find_spec("psycopg") is None:
+                raise MissingExtraError("the PostgreSQL store", "postgres", "psycopg")
+            rest = url.split("://", 1)[1] if "://" in url else ""
+            engine = sa.create_engine(
+                "postgresql+psycopg://" + rest, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+            )
+            store = cls(shown, engine, "postgresql")
+        store._migrate()
+        return store
+
+    @contextmanager
+    def _tx(self, what: str) -> Iterator[sa.Connection]:
+        """A write transaction; driver errors become one-line StoreErrors naming the store."""
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except sa_exc.OperationalError as exc:
+            if self._dialect == "postgresql" and getattr(exc, "connection_invalidated", False) is False:
+                message = _first_line(exc)
+                if "connect" in message or "Connection refused" in message or "timeout" in message:
+                    raise BackendUnavailable(f"cannot reach the store {self.url}: {message}") from exc
+            raise StoreError(f"{what} failed on {self.url}: {_first_line(exc)}") from exc
+        except sa_exc.DBAPIError as exc:
+            raise StoreError(f"{what} failed on {self.url}: {_first_line(exc)}") from exc
+
+    def _migrate(self) -> None:
+        with self._tx("opening the store") as conn:
+            if self._dialect == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+            version = self._version(conn)
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store {self.url} has schema version {version}, written by a newer mltest; this mltest "
+                    f"reads up to version {SCHEMA_VERSION}: upgrade mltest (pip install -U mltest)"
+                )
+            for step, statements in MIGRATIONS:
+                if step <= version:
+                    continue
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
+                self._set_version(conn, step)
+
+    def _version(self, conn: sa.Connection) -> int:
+        if not sa.inspect(conn).has_table("meta"):
+            if sa.inspect(conn).has_table("runs"):
+                raise StoreError(f"{self.url} has a 'runs' table but no mltest version: it is not an mltest store")
+            return 0
+        value = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).scalar()
+        return int(value) if value is not None else 0
+
+    def _set_version(self, conn: sa.Connection, version: int) -> None:
+        conn.execute(sa.delete(meta_t).where(meta_t.c.key == "schema_version"))
+        conn.execute(sa.insert(meta_t).values(key="schema_version", value=str(version)))
+
+    def schema_version(self) -> int:
+        with self._read("reading the schema version") as conn:
+            return self._version(conn)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # ------------------------------------------------------------------ writing
+    def _insert(self, table: sa.Table) -> Any:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        return sqlite.insert(table) if self._dialect == "sqlite" else postgresql.insert(table)
+
+    def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], update: bool) -> None:
+        if not rows:
+            return
+        ins = self._insert(table)
+        keys = [c.name for c in table.primary_key.columns]
+        if update:
+            stmt = ins.on_conflict_do_update(
+                index_elements=keys, set_={c: ins.excluded[c] for c in rows[0] if c not in keys}
+            )
+        else:
+            stmt = ins.on_conflict_do_nothing(index_elements=keys)
+        conn.execute(stmt, rows)
+
+    def begin_run(self, run: Run) -> None:
+        commit, environment = run.commit, run.environment
+        chain = (commit.sha, *commit.ancestry)
+        links = [{"sha": child, "first_parent": parent} for child, parent in itertools.pairwise(chain)]
+        if not links and commit.parents:
+            links = [{"sha": commit.sha, "first_parent": commit.parents[0]}]
+        with self._tx(f"recording run {run.run_id}") as conn:
+            self._upsert(
+                conn,
+                commits_t,
+                [
+                    {
+                        "sha": commit.sha,
+                        "parents": " ".join(commit.parents),
+                        "author": commit.author,
+                        "authored_at": commit.authored_at,
+                        "committed_at": commit.committed_at,
+                        "subject": commit.subject,
+                    }
+                ],
+                update=False,
+            )
+            self._upsert(conn, links_t, links, update=False)
+            self._upsert(
+                conn,
+                envs_t,
+                [
+                    {
+                        "env_id": env_id(environment),
+                        "env_key": environment.key,
+                        "data": json.dumps(dataclasses.asdict(environment), sort_keys=True),
+                    }
+                ],
+                update=False,
+            )
+            self._upsert(
+                conn,
+                runs_t,
+                [
+                    {
+                        "run_id": run.run_id,
+                        "project": run.project,
+                        "tier": run.tier,
+                        "status": run.status,
+                        "sha": commit.sha,
+                        "branch": commit.branch,
+                        "env_id": env_id(environment),
+                        "ci_url": run.ci_url,
+                        "started_at": run.started_at,
+                        "finished_at": run.finished_at,
+                        "hostname": run.hostname,
+                        "pid": run.pid,
+                        "heartbeat_at": run.started_at,
+                    }
+                ],
+                update=False,
+            )
+
+    def add_results(self, run_id: str, results: Sequence[TestResult], measurements: Sequence[Measurement]) -> None:
+        from mltest.model import utc_now
+
+        with self._tx(f"recording results of run {run_id}") as conn:
+            self._upsert(
+                conn,
+                results_t,
+                [
+                    {
+                        "run_id": run_id,
+                        "test": r.test,
+                        "attempt": r.attempt,
+                        "outcome": r.outcome,
+                        "duration": r.duration,
+                        "flaky": r.flaky,
+                    }
+                    for r in results
+                ],
+                update=True,
+            )
+            self._upsert(
+                conn,
+                measurements_t,
+                [
+                    {
+                        "run_id": run_id,
+                        "test": m.test,
+                        "metric": m.metric,
+                        "value": m.value,
+                        "unit": m.unit,
+                        "higher_is_better": m.higher_is_better,
+                        "samples": json.dumps(list(m.samples)),
+                        "iqr": m.iqr,
+                        "support": m.support,
+                    }
+                    for m in measurements
+                ],
+                update=True,
+            )
+            conn.execute(sa.update(runs_t).where(runs_t.c.run_id == run_id).values(heartbeat_at=utc_now()))
+
+    def finish_run(self, run_id: str, status: RunStatus, finished_at: str) -> None:
+        with self._tx(f"finishing run {run_id}") as conn:
+            conn.execute(
+                sa.update(runs_t).where(runs_t.c.run_id == run_id).values(status=status, finished_at=finished_at)
+            )
+
+    def mark_aborted(self, run_ids: Sequence[str], finished_at: str) -> None:
+        if not run_ids:
+            return
+        with self._tx("marking aborted runs") as conn:
+            conn.execute(
+                sa.update(runs_t)
+                .where(runs_t.c.run_id.in_(list(run_ids)), runs_t.c.status == "running")
+                .values(status="aborted", finished_at=finished_at)
+            )
+
+    # ------------------------------------------------------------------ reading
+    @contextmanager
+    def _read(self, what: str) -> Iterator[sa.Connection]:
+        try:
+            with self._engine.connect() as conn:
+                yield conn.execution_options(mltest_read=True)
+        except sa_exc.DBAPIError as exc:
+            raise StoreError(f"{what} failed on {self.url}: {_first_line(exc)}") from exc
+
+    def _run_query(self) -> sa.Select[Any]:
+        return (
+            sa.select(
+                runs_t,
+                commits_t.c.parents,
+                commits_t.c.author,
+                commits_t.c.authored_at,
+                commits_t.c.committed_at,
+                commits_t.c.subject,
+                envs_t.c.data,
+            )
+            .join(commits_t, commits_t.c.sha == runs_t.c.sha)
+            .join(envs_t, envs_t.c.env_id == runs_t.c.env_id)
+        )
+
+    @staticmethod
+    def _to_run(row: Any) -> Run:
+        env = json.loads(row.data)
+        env["flags"] = tuple(tuple(pair) for pair in env.get("flags", ()))
+        return Run(
+            run_id=row.run_id,
+            project=row.project,
+            tier=row.tier,
+            status=row.status,
+            commit=Commit(
+                sha=row.sha,
+                branch=row.branch,
+                parents=tuple((row.parents or "").split()),
+                author=row.author,
+                authored_at=row.authored_at,
+                committed_at=row.committed_at,
+                subject=row.subject,
+            ),
+            environment=Environment(**env),
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            ci_url=row.ci_url,
+            hostname=row.hostname,
+            pid=row.pid,
+        )
+
+    def runs(self, *, branch: str | None = None, project: str | None = None, limit: int = 50) -> list[Run]:
+        query = self._run_query().order_by(runs_t.c.started_at.desc(), runs_t.c.run_id).limit(limit)
+        if branch is not None:
+            query = query.where(runs_t.c.branch == branch)
+        if project is not None:
+            query = query.where(runs_t.c.project == project)
+        with self._read("listing runs") as conn:
+            return [self._to_run(row) for row in conn.execute(query)]
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._read(f"reading run {run_id}") as conn:
+            row = conn.execute(self._run_query().where(runs_t.c.run_id == run_id)).first()
+        return None if row is None else self._to_run(row)
+
+    def results(self, run_id: str) -> list[TestResult]:
+        query = sa.select(results_t).where(results_t.c.run_id == run_id).order_by(results_t.c.test, results_t.c.attempt)
+        with self._read(f"reading results of run {run_id}") as conn:
+            return [TestResult(r.test, r.outcome, r.duration, r.attempt, bool(r.flaky)) for r in conn.execute(query)]
+
+    def run_measurements(self, run_id: str) -> list[Measurement]:
+        query = (
+            sa.select(measurements_t)
+            .where(measurements_t.c.run_id == run_id)
+            .order_by(measurements_t.c.test, measurements_t.c.metric)
+        )
+        with self._read(f"reading measurements of run {run_id}") as conn:
+            return [
+                Measurement(
+                    m.test,
+                    m.metric,
+                    m.value,
+                    m.unit,
+                    m.higher_is_better,
+                    tuple(json.loads(m.samples)),
+                    m.iqr,
+                    m.support,
+                )
+                for m in conn.execute(query)
+            ]
+
+    def series(
+        self,
+        *,
+        test: str | None = None,
+        metric: str | None = None,
+        branch: str | None = None,
+        tier: str | None = None,
+        env_key: str | None = None,
+        project: str | None = None,
+    ) -> list[SeriesRow]:
+        m, r, c, e = measurements_t, runs_t, commits_t, envs_t
+        query = sa.select(
+            r.c.run_id,
+            r.c.sha,
+            r.c.branch,
+            r.c.tier,
+            r.c.project,
+            e.c.env_key,
+            r.c.started_at,
+            c.c.committed_at,
+            c.c.subject,
+            m.c.test,
+            m.c.metric,
+            m.c.value,
+            m.c.unit,
+            m.c.higher_is_better,
+            m.c.samples,
+            m.c.iqr,
+            m.c.support,
+        ).select_from(m.join(r, r.c.run_id == m.c.run_id).join(c, c.c.sha == r.c.sha).join(e, e.c.env_id == r.c.env_id))
+        for column, value in (
+            (m.c.test, test),
+            (m.c.metric, metric),
+            (r.c.branch, branch),
+            (r.c.tier, tier),
+            (e.c.env_key, env_key),
+            (r.c.project, project),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        with self._read("reading history") as conn:
+            rows = conn.execute(query).all()
+        return [
+            SeriesRow(
+                x.run_id,
+                x.sha,
+                x.branch,
+                x.tier,
+                x.project,
+                x.env_key,
+                x.started_at,
+                x.committed_at,
+                x.subject,
+                x.test,
+                x.metric,
+                x.value,
+                x.unit,
+                x.higher_is_better,
+                tuple(json.loads(x.samples)),
+                x.iqr,
+                x.support,
+            )
+            for x in rows
+        ]
+
+    def first_parent_links(self) -> dict[str, str]:
+        with self._read("reading commit history") as conn:
+            return {row.sha: row.first_parent for row in conn.execute(sa.select(links_t))}
+
+
+def _sqlite_engine(url: str, shown: str, root: Path) -> sa.Engine:
+    prefix = url.split("://", 1)
+    path_text = prefix[1][1:] if len(prefix) == 2 and prefix[1].startswith("/") else ""
+    if not path_text or path_text == ":memory:":
+        raise StoreError(
+            f"store URL {shown!r} names no file: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    path = Path(path_text)
+    path = path if path.is_absolute() else root / path
+    if path.is_dir():
+        raise StoreError(f"store URL {shown!r} points at the directory {path}: name a file, such as {path}/results.db")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory of the SQLite store {path}: {exc.strerror}") from None
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below decides how to begin
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout = 60000")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: a kill -9 loses nothing committed
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        # Writers take the write lock up front, so two writers never deadlock upgrading a read lock;
+        # readers begin deferred and never block writers (WAL).
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("mltest_read") else "BEGIN IMMEDIATE")
+
+    return engine
