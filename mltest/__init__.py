@@ -12,8 +12,18 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from mltest.config import Settings, load_settings
-from mltest.errors import ConfigError, MissingExtraError, MltestError
-from mltest.model import ShardSpec
+from mltest.errors import (
+    BackendUnavailable,
+    ConfigError,
+    MissingExtraError,
+    MltestError,
+    RecordError,
+    StoreError,
+)
+from mltest.model import Commit, Environment, Measurement, MetricSpec, Run, ShardSpec, TestResult
+from mltest.recorder import NoisyTimingWarning, Record, TimingStats, infer_direction, recording
+from mltest.store import Store, open_store
+from mltest.store.history import history
 
 try:
     __version__ = _version("mltest")
@@ -21,11 +31,28 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = [
+    "BackendUnavailable",
+    "Commit",
     "ConfigError",
+    "Environment",
+    "Measurement",
+    "MetricSpec",
     "MissingExtraError",
     "MltestError",
+    "NoisyTimingWarning",
+    "Record",
+    "RecordError",
+    "Run",
     "Settings",
     "ShardSpec",
+    "Store",
+    "StoreError",
+    "TestResult",
+    "TimingStats",
     "__version__",
+    "history",
+    "infer_direction",
     "load_settings",
+    "open_store",
+    "recording",
 ]

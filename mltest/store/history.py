@@ -16,7 +16,7 @@ from mltest.store import SeriesRow, Store
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HISTORY_COLUMNS", "commit_order", "history_frame"]
+__all__ = ["HISTORY_COLUMNS", "commit_order", "history", "history_frame"]
 
 MAX_WALK = 100_000
 
@@ -131,3 +131,48 @@ def history_frame(store: Store, **filters: Any) -> pd.DataFrame:
         frame = frame[frame["position"].isin(keep)]
     result: pd.DataFrame = frame.reset_index(drop=True)
     return result
+
+
+def history(
+    test: str | None = None,
+    metric: str | None = None,
+    *,
+    branch: str | None = None,
+    tier: str | None = None,
+    env_key: str | None = None,
+    project: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    last: int | None = None,
+    store: str | None = None,
+    project_dir: str | None = None,
+) -> pd.DataFrame:
+    """The recorded measurements as a pandas DataFrame, in commit order (see :data:`HISTORY_COLUMNS`).
+
+    Filters are exact matches; ``since``/``until`` are SHA prefixes bounding the commit range; ``last``
+    keeps the last N commits. The store is the configured one (``store`` overrides its URL).
+    """
+    import os
+    from pathlib import Path
+
+    from mltest.config import load_settings
+    from mltest.store import open_store
+
+    root = Path(project_dir).resolve() if project_dir is not None else Path.cwd()
+    settings = load_settings(root, environ=os.environ, cli={"store_url": store})
+    opened = open_store(settings.store_url, root=settings.project_root)
+    try:
+        return history_frame(
+            opened,
+            test=test,
+            metric=metric,
+            branch=branch,
+            tier=tier,
+            env_key=env_key,
+            project=project,
+            since=since,
+            until=until,
+            last=last,
+        )
+    finally:
+        opened.close()

@@ -1,0 +1,203 @@
+"""``mltest runs``, ``mltest history``, ``mltest export`` and ``mltest sync``: reading and settling the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mltest.cli.options import given_settings
+from mltest.config import OPTIONS_BY_NAME, Settings, load_settings
+from mltest.errors import ConfigError, MissingExtraError
+from mltest.recorder import open_store_recovered, reap_dead_runs, recover_spool, spool_dir
+from mltest.store import open_store
+from mltest.store.history import history_frame
+
+__all__ = ["add_parsers", "export", "history_table", "runs_table", "sync"]
+
+
+def _store_flags(parser: argparse.ArgumentParser) -> None:
+    spec = OPTIONS_BY_NAME["store_url"]
+    parser.add_argument(
+        spec.cli_flag,
+        type=spec.argparse_type,
+        default=None,
+        dest="setting_store_url",
+        metavar=spec.metavar,
+        help=spec.help_with_default,
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="where to look for the config file (default: the current directory)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    start = args.project_dir if args.project_dir is not None else Path.cwd()
+    values = {k: v for k, v in given_settings(args).items() if k == "store_url"}
+    return load_settings(start.resolve(), environ=os.environ, cli=values)
+
+
+def add_parsers(commands: Any) -> None:
+    runs = commands.add_parser("runs", help="list recent runs with their status and commit")
+    runs.add_argument("--branch", default=None, help="only this branch (default: all)")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs (default: 20)")
+    runs.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    _store_flags(runs)
+    runs.set_defaults(handler=_runs)
+
+    hist = commands.add_parser("history", help="one test's metric over the commit history")
+    hist.add_argument("test", help="the test's node id, e.g. tests/test_train.py::test_converges")
+    hist.add_argument("metric", help="the metric's name, e.g. accuracy or step_time")
+    hist.add_argument("--branch", default=None, help="only this branch (default: all)")
+    hist.add_argument("--last", type=int, default=None, metavar="N", help="only the last N commits (default: all)")
+    hist.add_argument("--tier", default=None, help="only this tier (default: all)")
+    hist.add_argument("--env", default=None, dest="env_key", help="only this environment key (default: all)")
+    hist.add_argument("--json", action="store_true", help="print JSON records (default: a table)")
+    _store_flags(hist)
+    hist.set_defaults(handler=_history)
+
+    exp = commands.add_parser("export", help="export every measurement, in commit order")
+    exp.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="file format (default: csv)")
+    exp.add_argument("--out", type=Path, default=None, help="output file (default: stdout; parquet needs --out)")
+    exp.add_argument("--branch", default=None, help="only this branch (default: all)")
+    exp.add_argument("--test", default=None, help="only this test (default: all)")
+    exp.add_argument("--metric", default=None, help="only this metric (default: all)")
+    _store_flags(exp)
+    exp.set_defaults(handler=_export)
+
+    syn = commands.add_parser(
+        "sync", help="send records that crashed or offline runs left in the local spool, and mark dead runs aborted"
+    )
+    _store_flags(syn)
+    syn.set_defaults(handler=_sync)
+
+
+def runs_table(settings: Settings, *, branch: str | None, limit: int, as_json: bool) -> str:
+    store = open_store_recovered(settings)
+    try:
+        runs = store.runs(branch=branch, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        return json.dumps(
+            [
+                {
+                    "run_id": r.run_id,
+                    "status": r.status,
+                    "tier": r.tier,
+                    "project": r.project,
+                    "sha": r.commit.sha,
+                    "branch": r.commit.branch,
+                    "subject": r.commit.subject,
+                    "started_at": r.started_at,
+                    "finished_at": r.finished_at,
+                    "env_key": r.environment.key,
+                    "ci_url": r.ci_url,
+                }
+                for r in runs
+            ],
+            indent=2,
+        )
+    if not runs:
+        return f"no runs recorded in {store.url}"
+    lines = [f"{'run':12}  {'status':8}  {'started (UTC)':19}  {'tier':11}  {'branch':14}  {'commit':10}  subject"]
+    for r in runs:
+        lines.append(
+            f"{r.run_id[:12]:12}  {r.status:8}  {r.started_at[:19].replace('T', ' '):19}  {r.tier:11}  "
+            f"{(r.commit.branch or '-')[:14]:14}  {r.commit.short:10}  {(r.commit.subject or '')[:60]}"
+        )
+    return "\n".join(lines)
+
+
+def history_table(settings: Settings, args: argparse.Namespace) -> str:
+    store = open_store(settings.store_url, root=settings.project_root)
+    try:
+        frame = history_frame(
+            store,
+            test=args.test,
+            metric=args.metric,
+            branch=args.branch,
+            tier=args.tier,
+            env_key=args.env_key,
+            last=args.last,
+        )
+    finally:
+        store.close()
+    if args.json:
+        return str(frame.drop(columns=["samples"]).to_json(orient="records", indent=2))
+    if frame.empty:
+        return f"no measurements of {args.metric!r} for {args.test!r} in {store.url}"
+    unit = frame["unit"].dropna().iloc[0] if frame["unit"].notna().any() else ""
+    lines = [
+        f"{args.test}  {args.metric}" + (f" [{unit}]" if unit else ""),
+        f"{'#':>4}  {'commit':10}  {'branch':14}  {'value':>14}  {'n':>4}  {'iqr':>10}  subject",
+    ]
+    for row in frame.to_dict("records"):
+        iqr = row["iqr"]
+        shown_iqr = f"{iqr:.4g}" if isinstance(iqr, float) and iqr == iqr else "-"
+        lines.append(
+            f"{row['position']:>4}  {str(row['sha'])[:10]:10}  {str(row['branch'] or '-')[:14]:14}  "
+            f"{row['value']:>14.6g}  {row['n']:>4}  {shown_iqr:>10}  {str(row['subject'] or '')[:50]}"
+        )
+    return "\n".join(lines)
+
+
+def export(settings: Settings, *, fmt: str, out: Path | None, **filters: Any) -> str | None:
+    store = open_store(settings.store_url, root=settings.project_root)
+    try:
+        frame = history_frame(store, **filters)
+    finally:
+        store.close()
+    if fmt == "parquet":
+        if out is None:
+            raise ConfigError("--format parquet writes a binary file: give --out PATH")
+        try:
+            frame.to_parquet(out, index=False)
+        except ImportError:
+            raise MissingExtraError("parquet export", "parquet", "pyarrow") from None
+        return None
+    text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", indent=2)
+    if out is None:
+        return str(text)
+    out.write_text(str(text), encoding="utf-8")
+    return None
+
+
+def sync(settings: Settings) -> str:
+    store = open_store(settings.store_url, root=settings.project_root)
+    try:
+        replayed = recover_spool(store, spool_dir(settings))
+        aborted = reap_dead_runs(store)
+    finally:
+        store.close()
+    return f"sent {len(replayed)} spooled run(s), marked {len(aborted)} dead run(s) aborted -> {store.url}"
+
+
+def _runs(args: argparse.Namespace, extra: list[str]) -> int:
+    print(runs_table(_settings(args), branch=args.branch, limit=args.limit, as_json=args.json))
+    return 0
+
+
+def _history(args: argparse.Namespace, extra: list[str]) -> int:
+    print(history_table(_settings(args), args))
+    return 0
+
+
+def _export(args: argparse.Namespace, extra: list[str]) -> int:
+    text = export(
+        _settings(args), fmt=args.format, out=args.out, branch=args.branch, test=args.test, metric=args.metric
+    )
+    if text is not None:
+        sys.stdout.write(text)
+    return 0
+
+
+def _sync(args: argparse.Namespace, extra: list[str]) -> int:
+    print(sync(_settings(args)))
+    return 0
