@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ __all__ = [
     "GpuRequirement",
     "device_count",
     "memory",
+    "peak_memory",
+    "peak_memory_reset",
     "torch_available",
     "unmet_reason",
     "visible_tokens",
@@ -180,3 +183,18 @@ def unmet_reason(
         f"GPU {m.index} ({m.name}) has {m.free_bytes / GIB:.1f} of {m.total_bytes / GIB:.1f} GiB free" for m in short
     )
     return f"needs {requirement}{where}: {detail}"
+
+
+def peak_memory_reset() -> None:
+    """Reset CUDA peak-memory counters, if this process has initialised CUDA (never initialises it)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> tuple[int, int] | None:
+    """(max allocated, max reserved) bytes since the last reset, or None when CUDA is not in use here."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    return int(torch.cuda.max_memory_allocated()), int(torch.cuda.max_memory_reserved())

@@ -241,6 +241,33 @@ class MltestSession:
         pytest.skip(reason)
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        """On CUDA, every integration test's peak GPU memory is recorded (counters reset first)."""
+        on_cuda = self.state.device == "cuda" and is_integration(item)
+        if on_cuda:
+            gpu.peak_memory_reset()
+        try:
+            return (yield)
+        finally:
+            peak = gpu.peak_memory() if on_cuda else None
+            if peak is not None:
+                for metric, value in zip(("gpu_memory_peak_allocated", "gpu_memory_peak_reserved"), peak, strict=True):
+                    handoff.add(
+                        item,
+                        "measurement",
+                        {
+                            "test": item.nodeid,
+                            "metric": metric,
+                            "value": float(value),
+                            "unit": "bytes",
+                            "higher_is_better": False,
+                            "samples": [float(value)],
+                            "iqr": None,
+                            "support": None,
+                        },
+                    )
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
