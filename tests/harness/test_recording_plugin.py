@@ -50,7 +50,8 @@ def test_xfail():
     store = open_store(url)
     try:
         (run,) = store.runs()
-        assert run.status == "failed" and run.tier == "unit"
+        assert run.status == "failed"
+        assert run.tier == "unit"
         outcomes = {r.test.split("::")[1]: r.outcome for r in store.results(run.run_id)}
         assert outcomes == {
             "test_pass": "passed",

@@ -99,29 +99,39 @@ def test_two_commits_two_runs_in_commit_order_with_xdist(tmp_path: Path, store_u
         runs = store.runs()
         assert [r.commit.sha for r in runs] == [second, first]  # newest first; exactly one row per session
         assert {r.status for r in runs} == {"failed"}
-        assert runs[0].commit.subject == "lower the learning rate" and runs[0].commit.branch == "main"
-        assert runs[0].commit.parents == (first,) and runs[0].commit.author == "Ada <ada@example.com>"
-        assert runs[0].tier == "integration" and runs[0].project == "proj"
-        assert runs[0].environment.key.startswith("cpu: ") and runs[0].environment.torch
+        assert runs[0].commit.subject == "lower the learning rate"
+        assert runs[0].commit.branch == "main"
+        assert runs[0].commit.parents == (first,)
+        assert runs[0].commit.author == "Ada <ada@example.com>"
+        assert runs[0].tier == "integration"
+        assert runs[0].project == "proj"
+        assert runs[0].environment.key.startswith("cpu: ")
+        assert runs[0].environment.torch
         assert ("seed", "0") in runs[0].environment.flags
         results = {r.test: r.outcome for r in store.results(runs[0].run_id)}
         assert results == {"test_model.py::test_train": "passed", "test_model.py::test_fails": "failed"}
         measured = {m.metric: m for m in store.run_measurements(runs[0].run_id)}
         assert set(measured) == {"accuracy", "step_time"}
-        assert measured["accuracy"].value == 0.8 and measured["accuracy"].support == 1000
+        assert measured["accuracy"].value == 0.8
+        assert measured["accuracy"].support == 1000
         assert measured["accuracy"].higher_is_better is True
-        assert measured["step_time"].unit == "s" and len(measured["step_time"].samples) == 5
+        assert measured["step_time"].unit == "s"
+        assert len(measured["step_time"].samples) == 5
         frame = history_frame(store, test="test_model.py::test_train", metric="accuracy")
-        assert list(frame["sha"]) == [first, second] and list(frame["value"]) == [0.9, 0.8]
+        assert list(frame["sha"]) == [first, second]
+        assert list(frame["value"]) == [0.9, 0.8]
     finally:
         store.close()
 
     shown = mltest(repo, "history", "test_model.py::test_train", "accuracy", "--branch", "main")
     lines = shown.stdout.splitlines()
-    assert lines[2].split()[:2] == ["0", first[:10]] and "first model" in lines[2]
-    assert lines[3].split()[:2] == ["1", second[:10]] and "lower the learning rate" in lines[3]
+    assert lines[2].split()[:2] == ["0", first[:10]]
+    assert "first model" in lines[2]
+    assert lines[3].split()[:2] == ["1", second[:10]]
+    assert "lower the learning rate" in lines[3]
     listed = mltest(repo, "runs")
-    assert listed.stdout.count("failed") == 2 and second[:10] in listed.stdout
+    assert listed.stdout.count("failed") == 2
+    assert second[:10] in listed.stdout
 
 
 def test_shallow_clone_run_lands_after_the_recorded_history(tmp_path: Path) -> None:
@@ -167,9 +177,11 @@ def test_no_record_and_pull_request_unit_tier_write_nothing(tmp_path: Path) -> N
     db = tmp_path / "results.db"
     repo = make_repo(tmp_path, f"sqlite:///{db}")
     proc = mltest(repo, "run", "unit", "--no-record", "-p", "no:cacheprovider")
-    assert proc.returncode == 0 and "not recorded: recording is off" in proc.stdout
+    assert proc.returncode == 0
+    assert "not recorded: recording is off" in proc.stdout
     proc = mltest(repo, "run", "unit", "-p", "no:cacheprovider", env={"GITHUB_EVENT_NAME": "pull_request"})
-    assert proc.returncode == 0 and "not recorded: a pull request's unit tier is not recorded" in proc.stdout
+    assert proc.returncode == 0
+    assert "not recorded: a pull request's unit tier is not recorded" in proc.stdout
     assert not db.exists()
     proc = mltest(
         repo,
@@ -180,7 +192,8 @@ def test_no_record_and_pull_request_unit_tier_write_nothing(tmp_path: Path) -> N
         "no:cacheprovider",
         env={"GITHUB_EVENT_NAME": "pull_request"},
     )
-    assert "recorded run" in proc.stdout and db.exists()
+    assert "recorded run" in proc.stdout
+    assert db.exists()
 
 
 def test_reruns_are_recorded_as_flaky(tmp_path: Path) -> None:
