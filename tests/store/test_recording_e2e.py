@@ -273,5 +273,6 @@ def test_bad_store_url_is_a_one_line_error(tmp_path: Path) -> None:
     assert proc.returncode == 4
     assert [line for line in proc.stderr.splitlines() if line.strip()] == [
         "ERROR: mltest: cannot record this run: unsupported store URL scheme 'mysql' in "
-        "'mysql://db.example/results': use sqlite:///PATH or postgresql://USER@HOST/DB (--mltest-no-record runs without)"
+        "'mysql://db.example/results': use sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(--mltest-no-record runs without)"
     ]
