@@ -7,13 +7,30 @@ import mltest
 
 def test_all_is_pinned() -> None:
     assert sorted(mltest.__all__) == [
+        "BackendUnavailable",
+        "Commit",
         "ConfigError",
+        "Environment",
+        "Measurement",
+        "MetricSpec",
         "MissingExtraError",
         "MltestError",
+        "NoisyTimingWarning",
+        "Record",
+        "RecordError",
+        "Run",
         "Settings",
         "ShardSpec",
+        "Store",
+        "StoreError",
+        "TestResult",
+        "TimingStats",
         "__version__",
+        "history",
+        "infer_direction",
         "load_settings",
+        "open_store",
+        "recording",
     ]
 
 
@@ -25,3 +42,6 @@ def test_every_name_in_all_exists() -> None:
 def test_every_error_shares_one_base() -> None:
     assert issubclass(mltest.ConfigError, mltest.MltestError)
     assert issubclass(mltest.MissingExtraError, mltest.MltestError)
+    assert issubclass(mltest.StoreError, mltest.MltestError)
+    assert issubclass(mltest.BackendUnavailable, mltest.StoreError)
+    assert issubclass(mltest.RecordError, mltest.MltestError)
