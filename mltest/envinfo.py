@@ -101,7 +101,8 @@ def capture_environment(
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source tree not installed
         mltest_version = "0+unknown"
     facts = _torch_facts(import_torch)
-    smi = _smi() if facts.get("gpu_count") or importlib.util.find_spec("torch") is None else []
+    # nvidia-smi when torch did not look (not installed, or not imported to save seconds) or saw GPUs
+    smi = _smi() if facts.get("gpu_count") or "gpu_count" not in facts else []
     gpu_count = int(facts.get("gpu_count") or len(smi))  # type: ignore[call-overload]
     gpu_model = facts.get("gpu_model") or (smi[0][0] if smi else None)
     return Environment(

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import socket
 import statistics
 import sys
@@ -63,7 +64,7 @@ def infer_direction(name: str, unit: str | None = None) -> bool | None:
     """
     words = name.lower().replace("-", "_").split("_")
     unit_text = (unit or "").strip().lower()
-    if unit_text.endswith("/s") or "per_s" in name.lower():
+    if unit_text.endswith("/s") or re.search(r"(^|_)per_s(ec|econd)?$", name.lower()):
         return True
     if any(w in _HIGHER for w in words):
         return True
@@ -106,7 +107,9 @@ class _Metric:
 
 
 def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, str, bytes, bytearray)):
+        raise RecordError(f"record({name!r}): the value {value!r} is not a number")
+    if not isinstance(value, (int, float)):
         try:
             number = float(value)  # type: ignore[arg-type]  # numpy and torch scalars
         except (TypeError, ValueError):
@@ -171,12 +174,17 @@ class Record:
             unit = unit if unit is not None else spec.unit
             if spec.higher_is_better is not None:
                 higher_is_better = spec.higher_is_better
+        explicit_direction = higher_is_better
         if higher_is_better is None:
             higher_is_better = infer_direction(name, unit)
         existing = self._metrics.get(name)
         if existing is None:
             existing = self._metrics[name] = _Metric(unit, higher_is_better)
             return existing
+        # None means "not given": a later call may leave out what an earlier one said.
+        unit = existing.unit if unit is None else unit
+        if higher_is_better is None or explicit_direction is None:
+            higher_is_better = existing.higher_is_better
         if existing.unit != unit:
             raise RecordError(
                 f"record({name!r}): recorded with unit {existing.unit!r} and now {unit!r}; one metric has one unit"
@@ -202,11 +210,11 @@ class Record:
         ``support`` is how many examples stand behind the value (an accuracy's test-set size).
         """
         number = _finite(name, value)
+        if support is not None and (isinstance(support, bool) or not isinstance(support, int) or support < 1):
+            raise RecordError(f"record({name!r}): support must be a whole number >= 1, got {support!r}")
         metric = self._metric(name, unit, higher_is_better)
         metric.samples.append(number)
         if support is not None:
-            if isinstance(support, bool) or not isinstance(support, int) or support < 1:
-                raise RecordError(f"record({name!r}): support must be a whole number >= 1, got {support!r}")
             metric.support = support
 
     # ------------------------------------------------------------------ timing
@@ -480,9 +488,11 @@ class RunRecorder:
     def finish(self, status: RunStatus) -> None:
         finished_at = utc_now()
         self._write({"type": "finish", "status": status, "finished_at": finished_at})
-        self.flush()
-        self.store.finish_run(self.run.run_id, status, finished_at)
-        self._journal.close()
+        try:
+            self.flush()
+            self.store.finish_run(self.run.run_id, status, finished_at)
+        finally:
+            self._journal.close()  # on a store error the journal stays, for `mltest sync`
         self.journal_path.unlink(missing_ok=True)
 
 
@@ -603,7 +613,9 @@ def recording(
         yield record
         outcome = "passed"
     finally:
-        record.flush()
-        recorder.add_test(TestResult(test, outcome, time.perf_counter() - started), collected)
-        recorder.finish(outcome)
-        recorder.store.close()
+        try:
+            record.flush()
+            recorder.add_test(TestResult(test, outcome, time.perf_counter() - started), collected)
+            recorder.finish(outcome)
+        finally:
+            recorder.store.close()
