@@ -365,6 +365,8 @@ def find_config_file(start: Path) -> ConfigFile | None:
         pyproject = directory / "pyproject.toml"
         section = _read_pyproject(pyproject) if pyproject.is_file() else None
         yamls = [directory / name for name in YAML_NAMES if (directory / name).is_file()]
+        if len(yamls) > 1:
+            raise ConfigError(f"{yamls[0]} and {yamls[1]} both configure mltest: keep one of them")
         if yamls and section is not None:
             raise ConfigError(f"{yamls[0]} and {pyproject} [tool.mltest] both configure mltest: keep one of them")
         if yamls:
@@ -415,11 +417,13 @@ def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
     cli: Mapping[str, object] | None = None,
+    cli_flag: Callable[[OptionSpec], str] = lambda spec: spec.pytest_flag,
 ) -> Settings:
     """Resolve the settings: defaults < config file < ``MLTEST_*`` environment < ``cli``.
 
     ``start`` is where the config file search begins (None: no file). ``cli`` maps setting names
-    to already-parsed values; None values mean "not given".
+    to already-parsed values; None values mean "not given"; ``cli_flag`` names a value's flag in
+    ``sources`` (``--mltest-seed`` for pytest, ``--seed`` for the mltest CLI).
     """
     config_file = find_config_file(start) if start is not None else None
     environ = {} if environ is None else environ
@@ -440,6 +444,8 @@ def load_settings(
             spec = OPTIONS_BY_NAME.get(str(key).replace("-", "_"))
             if spec is None:
                 raise _unknown_key(where, str(key), [*OPTIONS_BY_NAME, "metrics"])
+            if spec.name in values:
+                raise ConfigError(f"{where}: '{key}' sets {spec.name} a second time: keep one spelling")
             try:
                 values[spec.name] = spec.parse(raw)
             except ValueError as exc:
@@ -466,7 +472,7 @@ def load_settings(
             raise ConfigError(f"unknown setting '{name}'")
         cli_given = True
         values[name] = value
-        sources[name] = f"command line {OPTIONS_BY_NAME[name].pytest_flag}"
+        sources[name] = f"command line {cli_flag(OPTIONS_BY_NAME[name])}"
 
     return Settings(
         **values,  # type: ignore[arg-type]

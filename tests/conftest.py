@@ -20,6 +20,12 @@ try:
 except ImportError:  # pragma: no cover - the test install always has both
     pass
 
+# Same for modules that register global state on import (SQLAlchemy's dialect functions warn when
+# registered twice, and warnings are errors here): import them once, up front.
+import pandas  # noqa: E402, F401
+import sqlalchemy.dialects.postgresql.psycopg  # noqa: E402
+import sqlalchemy.dialects.sqlite  # noqa: E402, F401
+
 
 @pytest.fixture(autouse=True)
 def _clean_mltest_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -482,10 +482,22 @@ def test_bad_env_value_wins_over_good_file_value(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("1", True), ("true", True), ("TRUE", True), ("True", True), ("yes", True), ("YeS", True),
-        ("on", True), ("ON", True), (" true ", True),
-        ("0", False), ("false", False), ("FALSE", False), ("no", False), ("No", False),
-        ("off", False), ("OFF", False),
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("True", True),
+        ("yes", True),
+        ("YeS", True),
+        ("on", True),
+        ("ON", True),
+        (" true ", True),
+        ("0", False),
+        ("false", False),
+        ("FALSE", False),
+        ("no", False),
+        ("No", False),
+        ("off", False),
+        ("OFF", False),
     ],
 )
 def test_env_booleans(tmp_path: Path, text: str, expected: bool) -> None:
@@ -523,9 +535,7 @@ def test_env_values_are_parsed(tmp_path: Path) -> None:
     assert settings.seed == 17
     assert settings.shard == ShardSpec(2, 4)
     assert settings.slowest == 0
-    assert {settings.sources[o.name] for o in OPTIONS if o.env_var in environ} == {
-        f"env {var}" for var in environ
-    }
+    assert {settings.sources[o.name] for o in OPTIONS if o.env_var in environ} == {f"env {var}" for var in environ}
 
 
 @pytest.mark.parametrize("text", ["2/4", " 2/4 ", "2 / 4"])
@@ -549,9 +559,20 @@ def test_file_values_are_parsed(tmp_path: Path) -> None:
     )
     settings = load_settings(tmp_path, environ={})
     assert settings == Settings(
-        tier="all", device="cpu", unit_budget=0.0, budget_mode="off", integration_timeout=60.0,
-        fail_on_skip=True, seed=123, deterministic=True, shard=ShardSpec(1, 2), slowest=10,
-        store_url="sqlite:///r.db", project="p", record=False, record_pull_requests=True,
+        tier="all",
+        device="cpu",
+        unit_budget=0.0,
+        budget_mode="off",
+        integration_timeout=60.0,
+        fail_on_skip=True,
+        seed=123,
+        deterministic=True,
+        shard=ShardSpec(1, 2),
+        slowest=10,
+        store_url="sqlite:///r.db",
+        project="p",
+        record=False,
+        record_pull_requests=True,
     )
     assert isinstance(settings.unit_budget, float)
     assert isinstance(settings.integration_timeout, float)
@@ -621,8 +642,15 @@ def test_option_names_flags_and_env_vars() -> None:
 
 @pytest.mark.parametrize(
     ("name", "bad"),
-    [("tier", "nightly"), ("seed", "-3"), ("seed", "x"), ("unit_budget", "fast"), ("shard", "3/2"),
-     ("slowest", "1.5"), ("device", "tpu")],
+    [
+        ("tier", "nightly"),
+        ("seed", "-3"),
+        ("seed", "x"),
+        ("unit_budget", "fast"),
+        ("shard", "3/2"),
+        ("slowest", "1.5"),
+        ("device", "tpu"),
+    ],
 )
 def test_argparse_type_raises_argument_type_error(name: str, bad: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError) as info:
@@ -650,8 +678,17 @@ def test_argparse_type_error_reaches_argparse_as_a_usage_error(capsys: pytest.Ca
 
 @pytest.mark.parametrize(
     ("name", "shown"),
-    [("tier", "unit"), ("device", "cuda"), ("unit_budget", "5.0"), ("integration_timeout", "3600.0"),
-     ("fail_on_skip", "false"), ("deterministic", "false"), ("seed", "0"), ("shard", "off"), ("slowest", "5")],
+    [
+        ("tier", "unit"),
+        ("device", "cuda"),
+        ("unit_budget", "5.0"),
+        ("integration_timeout", "3600.0"),
+        ("fail_on_skip", "false"),
+        ("deterministic", "false"),
+        ("seed", "0"),
+        ("shard", "off"),
+        ("slowest", "5"),
+    ],
 )
 def test_help_with_default_ends_with_the_default_in_parentheses(name: str, shown: str) -> None:
     spec = OPTIONS_BY_NAME[name]
@@ -659,3 +696,22 @@ def test_help_with_default_ends_with_the_default_in_parentheses(name: str, shown
     assert text.startswith(spec.help)
     assert text.endswith(f"default: {shown})")
     assert f"(env {spec.env_var}; default: {shown})" in text
+
+
+def test_two_spellings_of_one_key_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.mltest]\nunit-budget = 2\nunit_budget = 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="'unit_budget' sets unit_budget a second time: keep one spelling"):
+        load_settings(tmp_path, environ={})
+
+
+def test_mltest_yaml_and_yml_together_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "mltest.yaml").write_text("seed: 1\n", encoding="utf-8")
+    (tmp_path / "mltest.yml").write_text("seed: 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="both configure mltest: keep one of them"):
+        load_settings(tmp_path, environ={})
+
+
+def test_cli_source_names_the_flag_the_caller_used(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={}, cli={"seed": 7}, cli_flag=lambda spec: spec.cli_flag)
+    assert settings.sources["seed"] == "command line --seed"
+    assert load_settings(tmp_path, environ={}, cli={"seed": 7}).sources["seed"] == "command line --mltest-seed"

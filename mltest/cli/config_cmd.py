@@ -55,6 +55,8 @@ def show(settings: Settings, *, as_json: bool = False) -> str:
 
 def _handle(args: argparse.Namespace, extra: list[str]) -> int:
     start = args.project_dir if args.project_dir is not None else Path.cwd()
-    settings = load_settings(start.resolve(), environ=os.environ, cli=given_settings(args))
+    settings = load_settings(
+        start.resolve(), environ=os.environ, cli=given_settings(args), cli_flag=lambda spec: spec.cli_flag
+    )
     print(show(settings, as_json=args.json))
     return 0

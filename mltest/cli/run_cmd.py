@@ -44,5 +44,7 @@ def run(tier: str, settings: dict[str, Any], pytest_args: Sequence[str]) -> int:
 
 
 def _handle(args: argparse.Namespace, extra: list[str]) -> int:
-    passthrough = [a for a in extra if a != "--"] if extra[:1] != ["--"] else extra[1:]
+    passthrough = list(extra)
+    if "--" in passthrough:  # the first "--" separates; a later one belongs to pytest
+        passthrough.remove("--")
     return run(args.tier, given_settings(args), passthrough)

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from mltest.errors import StoreError
 from mltest.model import Measurement, Run, RunStatus, TestResult
@@ -84,12 +84,19 @@ class Store(Protocol):
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` without its password (in the user part or a ``password=`` query parameter), for messages.
+
+    Works on the text, so a malformed port or an IPv6 host never makes the redaction itself fail.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = userinfo.split(":", 1)[0] + ":***@" + hostport
+    tail = re.sub(r"(?i)(\bpassword=)[^&]*", r"\1***", tail)
+    return f"{scheme}{sep}{authority}{slash}{tail}"
 
 
 def open_store(url: str, *, root: Path | None = None) -> Store:

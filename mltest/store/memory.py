@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 from mltest.model import SCHEMA_VERSION, Measurement, Run, RunStatus, TestResult, utc_now
 from mltest.store import SeriesRow
@@ -24,7 +25,8 @@ class MemoryStore:
 
     def begin_run(self, run: Run) -> None:
         with self._lock:
-            self._runs.setdefault(run.run_id, run)
+            # Like the SQL stores: the ancestry is kept as links, not on the run's commit.
+            self._runs.setdefault(run.run_id, replace(run, commit=replace(run.commit, ancestry=())))
             chain = (run.commit.sha, *run.commit.ancestry)
             for child, parent in itertools.pairwise(chain):
                 self._links.setdefault(child, parent)
@@ -40,8 +42,6 @@ class MemoryStore:
             self._heartbeat[run_id] = utc_now()
 
     def _replace_status(self, run_id: str, status: RunStatus, finished_at: str) -> None:
-        from dataclasses import replace
-
         run = self._runs.get(run_id)
         if run is not None:
             self._runs[run_id] = replace(run, status=status, finished_at=finished_at)

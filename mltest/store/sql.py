@@ -155,11 +155,18 @@ class SqlStore:
             if importlib.util.find_spec("psycopg") is None:
                 raise MissingExtraError("the PostgreSQL store", "postgres", "psycopg")
             rest = url.split("://", 1)[1] if "://" in url else ""
-            engine = sa.create_engine(
-                "postgresql+psycopg://" + rest, pool_pre_ping=True, connect_args={"connect_timeout": 10}
-            )
+            try:
+                engine = sa.create_engine(
+                    "postgresql+psycopg://" + rest, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+                )
+            except (ValueError, sa_exc.ArgumentError) as exc:
+                raise StoreError(f"store URL {shown!r} is malformed: {_first_line(exc)}") from None
             store = cls(shown, engine, "postgresql")
-        store._migrate()
+        try:
+            store._migrate()
+        except BaseException:
+            store.close()  # a refused store must not leave a pooled connection behind
+            raise
         return store
 
     @contextmanager
