@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mltest.model import Environment
 
-__all__ = ["capture_environment", "container_image"]
+__all__ = ["capture_environment", "container_image", "nvidia_smi"]
 
 
 def _cpu_model() -> str:
@@ -34,13 +34,14 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _smi() -> list[list[str]]:
+def nvidia_smi(fields: str) -> list[list[str]]:
+    """Rows of ``nvidia-smi --query-gpu=FIELDS`` (no CUDA context is created); [] without a driver."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
     try:
         out = subprocess.run(
-            [exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            [exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -48,7 +49,7 @@ def _smi() -> list[list[str]]:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [[c.strip() for c in line.split(",")] for line in out.splitlines() if line.strip()]
+    return [[cell.strip() for cell in line.split(",")] for line in out.splitlines() if line.strip()]
 
 
 def container_image(environ: Mapping[str, str]) -> str | None:
@@ -102,7 +103,7 @@ def capture_environment(
         mltest_version = "0+unknown"
     facts = _torch_facts(import_torch)
     # nvidia-smi when torch did not look (not installed, or not imported to save seconds) or saw GPUs
-    smi = _smi() if facts.get("gpu_count") or "gpu_count" not in facts else []
+    smi = nvidia_smi("name,driver_version") if facts.get("gpu_count") or "gpu_count" not in facts else []
     gpu_count = int(facts.get("gpu_count") or len(smi))  # type: ignore[call-overload]
     gpu_model = facts.get("gpu_model") or (smi[0][0] if smi else None)
     return Environment(

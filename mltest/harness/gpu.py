@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from mltest.envinfo import nvidia_smi
 
 __all__ = [
     "DeviceMemory",
@@ -90,30 +90,13 @@ def _cvd_tokens(environ: Mapping[str, str]) -> list[str] | None:
     return tokens
 
 
-def _nvidia_smi(fields: str) -> list[list[str]]:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [[cell.strip() for cell in line.split(",")] for line in out.splitlines() if line.strip()]
-
-
 def _smi_rows_visible(environ: Mapping[str, str]) -> list[list[str]]:
     """nvidia-smi rows (index, uuid, name, total MiB, free MiB) filtered and ordered by CUDA_VISIBLE_DEVICES.
 
     Integer tokens are matched to nvidia-smi's index (PCI order: set CUDA_DEVICE_ORDER=PCI_BUS_ID
     for them to agree with CUDA), other tokens as UUID prefixes.
     """
-    rows = _nvidia_smi("index,uuid,name,memory.total,memory.free")
+    rows = nvidia_smi("index,uuid,name,memory.total,memory.free")
     tokens = _cvd_tokens(environ)
     if tokens is None:
         return rows
