@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from gitrepo import git as _git
 
 from mltest.gitinfo import ci_run_url, current_commit, is_pull_request
 from mltest.model import UNKNOWN_SHA
@@ -27,19 +28,7 @@ def _isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def git(cwd: Path, *args: str, date: str | None = None) -> str:
-    env = dict(os.environ)
-    if date is not None:
-        env["GIT_AUTHOR_DATE"] = date
-        env["GIT_COMMITTER_DATE"] = date
-    proc = subprocess.run(
-        ["git", "-c", "user.name=Tess Ter", "-c", "user.email=tess@example.com", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return proc.stdout.strip()
+    return _git(cwd, *args, date=date, name="Tess Ter", email="tess@example.com")
 
 
 def commit(repo: Path, subject: str) -> str:

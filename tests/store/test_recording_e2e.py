@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gitrepo import git
 
 from mltest.store import open_store
 from mltest.store.history import history_frame
@@ -32,16 +33,6 @@ def test_fails():
 def test_unit():
     pass
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Ada", "-c", "user.email=ada@example.com", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def mltest(
