@@ -6,7 +6,15 @@ The CLI is the only place these become exit codes; the pytest plugin turns them 
 
 from __future__ import annotations
 
-__all__ = ["BackendUnavailable", "ConfigError", "MissingExtraError", "MltestError", "RecordError", "StoreError"]
+__all__ = [
+    "BackendUnavailable",
+    "ConfigError",
+    "DetectionError",
+    "MissingExtraError",
+    "MltestError",
+    "RecordError",
+    "StoreError",
+]
 
 
 class MltestError(Exception):
@@ -42,3 +50,7 @@ class StoreError(MltestError):
 
 class BackendUnavailable(StoreError):
     """The store's server cannot be reached (down, refused, wrong host)."""
+
+
+class DetectionError(MltestError, ValueError):
+    """Detection was asked something it cannot answer (bad options, mismatched inputs, no such series)."""

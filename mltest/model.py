@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
@@ -13,16 +15,23 @@ __all__ = [
     "SCHEMA_VERSION",
     "UNKNOWN_SHA",
     "BudgetMode",
+    "ChangePoint",
     "Commit",
+    "CommitRange",
     "DeviceMode",
     "Environment",
+    "Finding",
+    "FindingKind",
+    "FindingStatus",
     "Measurement",
     "MetricSpec",
+    "Regression",
     "Run",
     "RunStatus",
     "ShardSpec",
     "TestResult",
     "Tier",
+    "stable_id",
     "utc_now",
 ]
 
@@ -115,6 +124,20 @@ class Environment:
             return f"{self.gpu_model} x{self.gpu_count}"
         return f"cpu: {self.cpu_model} x{self.cpu_count}"
 
+    @property
+    def fingerprint(self) -> str:
+        """What, besides the code, moves a measurement: hardware, GPU driver and container image.
+
+        Within one series (one :attr:`key`), a change of fingerprint is an environment change, never
+        blamed on a commit. The hostname is left out: runners of one pool are interchangeable.
+        """
+        parts = [self.key]
+        if self.driver:
+            parts.append(f"driver {self.driver}")
+        if self.container_image:
+            parts.append(f"image {self.container_image}")
+        return ", ".join(parts)
+
 
 @dataclass(frozen=True)
 class Run:
@@ -174,3 +197,125 @@ class MetricSpec:
 def utc_now() -> str:
     """Now, as an ISO 8601 UTC timestamp with microseconds (sorts as text)."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    """Where a series moves to a new level. ``index`` is the first point of the new segment."""
+
+    index: int
+    before: float
+    """Level (median) of the segment before the change."""
+    after: float
+    """Level (median) of the segment from ``index`` on."""
+    statistic: float
+    """Standardised test statistic (a z-score: how many noise units the shift is)."""
+    p_value: float
+    """Probability of a shift this large somewhere in the segment by noise alone (scan-adjusted)."""
+    n_before: int = 0
+    n_after: int = 0
+    """How many points stand behind each level; a new segment of a few points came from the tail test."""
+
+    @property
+    def delta(self) -> float:
+        return self.after - self.before
+
+    @property
+    def rel_change(self) -> float:
+        """(after - before) / |before|; infinite when the old level was zero."""
+        if self.before == 0:
+            return 0.0 if self.delta == 0 else math.copysign(math.inf, self.delta)
+        return self.delta / abs(self.before)
+
+
+@dataclass(frozen=True)
+class CommitRange:
+    """The commits that may have caused a change: after ``good`` (last measured at the old level) up to
+    and including ``bad`` (first measured at the new level)."""
+
+    good: str | None
+    bad: str
+    commits: tuple[str, ...] = ()
+    """Oldest first, from the recorded first-parent history; empty when the history does not connect."""
+
+    @property
+    def culprit(self) -> str | None:
+        """The one commit to blame, when the range holds exactly one."""
+        if self.commits:
+            return self.commits[0] if len(self.commits) == 1 else None
+        return self.bad if self.good is None else None
+
+    def __str__(self) -> str:
+        if self.culprit is not None:
+            return self.culprit[:10]
+        size = f" ({len(self.commits)} commits)" if self.commits else ""
+        return f"{(self.good or '?')[:10]}..{self.bad[:10]}{size}"
+
+
+FindingKind = Literal["regression", "improvement", "drift", "environment"]
+FindingStatus = Literal["open", "recovered"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One shift in one series (test x metric x environment key), classified against its tolerance."""
+
+    kind: FindingKind
+    test: str
+    metric: str
+    env_key: str
+    range: CommitRange
+    before: float
+    after: float
+    p_value: float
+    unit: str | None = None
+    higher_is_better: bool | None = None
+    status: FindingStatus = "open"
+    fixed_by: CommitRange | None = None
+    """For a recovered regression: the range holding the commit that brought the level back."""
+    steps: int = 1
+    """How many change points make up the shift (more than one for a drift)."""
+    note: str = ""
+
+    @property
+    def rel_change(self) -> float:
+        if self.before == 0:
+            return 0.0 if self.after == self.before else math.copysign(math.inf, self.after - self.before)
+        return (self.after - self.before) / abs(self.before)
+
+    @property
+    def id(self) -> str:
+        return stable_id("f", self.kind, self.test, self.metric, self.env_key, self.range.good or "", self.range.bad)
+
+
+@dataclass(frozen=True)
+class Regression:
+    """Findings of one kind that share one culprit range: one entry instead of one alert per metric."""
+
+    kind: FindingKind
+    range: CommitRange
+    findings: tuple[Finding, ...]
+    acknowledged: str | None = None
+    """The acknowledgement's reason (and who gave it), when someone acknowledged this entry."""
+
+    @property
+    def id(self) -> str:
+        return stable_id("r", self.kind, self.range.good or "", self.range.bad)
+
+    @property
+    def status(self) -> FindingStatus:
+        return "open" if any(f.status == "open" for f in self.findings) else "recovered"
+
+    @property
+    def is_new(self) -> bool:
+        """Open, not acknowledged, and bad: what fails ``mltest check``."""
+        return self.kind in ("regression", "drift") and self.status == "open" and self.acknowledged is None
+
+
+def stable_id(prefix: str, *parts: str) -> str:
+    """A short id that stays the same for the same inputs across runs and machines."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:8]
+    return f"{prefix}-{digest}"
