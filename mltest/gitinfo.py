@@ -7,13 +7,20 @@ and a note says so. Outside git and CI the commit is ``unknown``, with a note.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mltest.model import UNKNOWN_SHA, Commit
 
-__all__ = ["CommitInfo", "ci_run_url", "current_commit", "is_pull_request"]
+__all__ = [
+    "CommitInfo",
+    "ci_run_url",
+    "commit_subjects",
+    "current_commit",
+    "first_parent_range",
+    "is_pull_request",
+]
 
 ANCESTRY_DEPTH = 200
 _SEP = "\x1f"
@@ -50,7 +57,14 @@ def ci_run_url(environ: Mapping[str, str]) -> str | None:
 
 
 def _ci_branch(environ: Mapping[str, str]) -> str | None:
-    for name in ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "CI_COMMIT_BRANCH"):
+    """The branch CI names (``MLTEST_BRANCH`` first: set by ``mltest bisect`` for its detached checkouts)."""
+    for name in (
+        "MLTEST_BRANCH",
+        "GITHUB_HEAD_REF",
+        "GITHUB_REF_NAME",
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME",
+        "CI_COMMIT_BRANCH",
+    ):
         if environ.get(name):
             return environ[name]
     return None
@@ -67,6 +81,38 @@ def _from_ci(environ: Mapping[str, str]) -> Commit | None:
         authored_at=environ.get("CI_COMMIT_TIMESTAMP") or None,
         subject=environ.get("CI_COMMIT_TITLE") or None,
     )
+
+
+def commit_subjects(cwd: Path, shas: Iterable[str]) -> dict[str, str]:
+    """sha -> subject line for the commits the checkout in ``cwd`` knows (best effort, no errors)."""
+    wanted = [s for s in dict.fromkeys(shas) if s]
+    if not wanted:
+        return {}
+    out = _git(cwd, "show", "-s", f"--format=%H{_SEP}%s", *wanted)
+    if out is None:  # one unknown sha fails the whole call: ask one by one
+        found = {}
+        for sha in wanted:
+            line = _git(cwd, "show", "-s", f"--format=%H{_SEP}%s", sha)
+            if line and _SEP in line:
+                found[sha] = line.split(_SEP, 1)[1]
+        return found
+    return {h: subj for h, _, subj in (ln.partition(_SEP) for ln in out.splitlines())}
+
+
+def first_parent_range(cwd: Path, good: str, bad: str) -> list[str] | None:
+    """``good`` then every first-parent commit after it up to ``bad``, oldest first; None when git
+    does not know both, or ``good`` is not a first-parent ancestor of ``bad``."""
+    listed = _git(cwd, "rev-list", "--first-parent", "--reverse", f"{good}..{bad}")
+    full_good = _git(cwd, "rev-parse", "--verify", "-q", f"{good}^{{commit}}")
+    if listed is None or full_good is None:
+        return None
+    commits = listed.split()
+    if not commits:
+        return None
+    parent = _git(cwd, "rev-parse", "-q", "--verify", f"{commits[0]}^1")
+    if parent != full_good:
+        return None
+    return [full_good, *commits]
 
 
 def current_commit(cwd: Path, environ: Mapping[str, str]) -> CommitInfo:

@@ -14,6 +14,7 @@ __all__ = [
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "UNKNOWN_SHA",
+    "Acknowledgement",
     "BudgetMode",
     "ChangePoint",
     "Commit",
@@ -28,6 +29,8 @@ __all__ = [
     "Regression",
     "Run",
     "RunStatus",
+    "Series",
+    "SeriesPoint",
     "ShardSpec",
     "TestResult",
     "Tier",
@@ -68,7 +71,7 @@ class ShardSpec:
 
 # ----------------------------------------------------------------------------- records
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the stored schema this mltest writes; older stores are migrated, newer ones refused."""
 
 RunStatus = Literal["running", "passed", "failed", "aborted"]
@@ -200,6 +203,49 @@ def utc_now() -> str:
 
 
 # ----------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """Someone said a regression is known (``target`` is a regression or finding id), and why."""
+
+    target: str
+    reason: str
+    who: str
+    at: str
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.who}, {self.at[:10]})"
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One commit's value in a series: the median over its runs, with every repeat behind it."""
+
+    sha: str
+    value: float
+    samples: tuple[float, ...] = ()
+    support: int | None = None
+    fingerprint: str = ""
+    """:attr:`Environment.fingerprint` of the runs behind the point."""
+    subject: str | None = None
+    runs: int = 1
+
+
+@dataclass(frozen=True)
+class Series:
+    """The measurements of one test x metric x environment key, one point per commit, oldest first."""
+
+    test: str
+    metric: str
+    env_key: str
+    points: tuple[SeriesPoint, ...]
+    unit: str | None = None
+    higher_is_better: bool | None = None
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        return tuple(p.value for p in self.points)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Method (measured against alternatives in ``benchmarks/detection.py``; numbers in
    alert rate of a noise-only series stays below ``alpha``. A significant split is kept and both halves
    are scanned again.
 2. **Autocorrelation.** Shared runners make neighbouring measurements alike (AR(1) noise), which
-   inflates any CUSUM. The lag-1 correlation ``rho`` is estimated from the ratio of the (clipped)
+   inflates any CUSUM. The lag-1 correlation ``rho`` is estimated from the ratio of the (trimmed)
    mean squares of lag-2 and lag-1 rank differences (``1 + rho`` for AR(1)), which level shifts
    barely touch, and the variance is inflated by the long-run factor ``(1 + rho) / (1 - rho)``.
    Where the whole segment shows nothing, seeded sub-intervals get a look (with the multiple testing
@@ -71,7 +71,7 @@ def _ranks(x: FloatArray) -> FloatArray:
 def long_run_factor(values: Sequence[float] | FloatArray, boundaries: Sequence[int] = ()) -> tuple[float, float]:
     """(rho, factor): lag-1 correlation of the rank series and its variance inflation ``(1+rho)/(1-rho)``.
 
-    Without ``boundaries``, rho comes from the ratio of clipped mean squares of lag-2 and lag-1 rank
+    Without ``boundaries``, rho comes from the ratio of trimmed mean squares of lag-2 and lag-1 rank
     differences (``1 + rho`` for AR(1)), which level shifts barely move. With the change points found so
     far as ``boundaries``, it is the lag-1 autocorrelation of ranks around their segment means, pairs
     never crossing a boundary. ``rho`` is clipped to ``[0, 0.9]``: negative correlation counts as none.
@@ -89,22 +89,26 @@ def long_run_factor(values: Sequence[float] | FloatArray, boundaries: Sequence[i
         den = float(np.mean(resid * resid))
         rho = float(np.mean((resid[:-1] * resid[1:])[same])) / den if den > 0 else 0.0
     else:
-        v1, v2 = _clipped_mean_square(np.diff(r)), _clipped_mean_square(r[2:] - r[:-2])
+        v1, v2 = _trimmed_mean_square(np.diff(r)), _trimmed_mean_square(r[2:] - r[:-2])
         if v1 == 0:
             return 0.0, 1.0
         rho = v2 / v1 - 1.0
-    rho = min(max(rho, 0.0), MAX_RHO)
+    # Shrink towards no correlation by the estimate's own noise (its sd under no correlation is about
+    # 1.85 / sqrt(n) for the ratio, 1 / sqrt(n) for the autocorrelation): a short series with no real
+    # correlation must not lose its power to a noisy rho, and a strongly correlated one barely moves.
+    se = (1.0 if boundaries else 1.85) / math.sqrt(len(x))
+    rho = max(rho, 0.0)
+    rho = min(rho * rho * rho / (rho * rho + se * se) if rho > 0 else 0.0, MAX_RHO)
     return rho, (1.0 + rho) / (1.0 - rho)
 
 
-def _clipped_mean_square(d: FloatArray) -> float:
-    """Mean square of differences clipped to 3 robust sds: a level shift adds one bounded term, not
-    its full square (lag-2 differences cross each shift twice, lag-1 once, which would bias rho)."""
-    bound = 3 * 1.4826 * _median(np.abs(d))
-    if bound == 0:
-        return float(np.mean(d * d))
-    c = np.clip(d, -bound, bound)
-    return float(np.mean(c * c))
+def _trimmed_mean_square(d: FloatArray, trim: float = 0.1) -> float:
+    """Mean square of the differences without the largest ``trim`` share of them: a level shift makes a
+    few large differences (lag-2 differences cross each shift twice, lag-1 once, which would bias rho
+    upwards), and they are the ones dropped. Dropping the same share of both keeps the ratio unbiased."""
+    squares = np.sort(d * d)
+    keep = max(len(squares) - max(int(trim * len(squares)), 1), 1)
+    return float(np.mean(squares[:keep]))
 
 
 def noise_from_samples(samples: Sequence[Sequence[float]]) -> FloatArray:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mltest.errors import StoreError
-from mltest.model import Measurement, Run, RunStatus, TestResult
+from mltest.model import Acknowledgement, Measurement, Run, RunStatus, TestResult
 
 __all__ = ["SeriesRow", "Store", "open_store", "redact_url"]
 
@@ -36,6 +36,8 @@ class SeriesRow:
     samples: tuple[float, ...]
     iqr: float | None
     support: int | None
+    fingerprint: str = ""
+    """The run's :attr:`~mltest.model.Environment.fingerprint` (hardware, driver, image)."""
 
 
 class Store(Protocol):
@@ -77,6 +79,11 @@ class Store(Protocol):
 
     def first_parent_links(self) -> dict[str, str]:
         """sha -> first parent, for every link ever recorded."""
+
+    def add_acknowledgement(self, ack: Acknowledgement) -> None:
+        """Store (or replace) the acknowledgement of ``ack.target``."""
+
+    def acknowledgements(self) -> list[Acknowledgement]: ...
 
     def schema_version(self) -> int: ...
 

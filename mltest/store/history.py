@@ -11,12 +11,13 @@ import heapq
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from mltest.model import Series, SeriesPoint
 from mltest.store import SeriesRow, Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HISTORY_COLUMNS", "commit_order", "history", "history_frame"]
+__all__ = ["HISTORY_COLUMNS", "commit_order", "history", "history_frame", "load_series"]
 
 MAX_WALK = 100_000
 
@@ -83,6 +84,54 @@ def ordered_rows(rows: Iterable[SeriesRow], links: Mapping[str, str]) -> list[tu
     position = {sha: i for i, sha in enumerate(commit_order(keys, links))}
     ranked = sorted(rows, key=lambda r: (position[r.sha], r.started_at, r.run_id, r.test, r.metric))
     return [(position[r.sha], r) for r in ranked]
+
+
+def load_series(store: Store, **filters: Any) -> list[Series]:
+    """Every test x metric x environment-key series matching ``filters`` (test, metric, branch, tier,
+    env_key, project), one point per commit and fingerprint, in commit order.
+
+    Several runs at one commit (repeats, a bisect, a re-run) become one point: the median of their
+    values, with all their repeats as samples.
+    """
+    ranked = ordered_rows(store.series(**filters), store.first_parent_links())
+    grouped: dict[tuple[str, str, str], dict[tuple[str, str], list[SeriesRow]]] = {}
+    for _, row in ranked:
+        points = grouped.setdefault((row.test, row.metric, row.env_key), {})
+        points.setdefault((row.sha, row.fingerprint), []).append(row)
+    out = []
+    for (test, metric, env_key), points in grouped.items():
+        built = []
+        for (sha, fingerprint), rows in points.items():
+            values = sorted(r.value for r in rows)
+            mid = len(values) // 2
+            value = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+            samples = tuple(x for r in rows for x in (r.samples or (r.value,))) if len(rows) > 1 else rows[0].samples
+            supports = [r.support for r in rows if r.support]
+            built.append(
+                SeriesPoint(
+                    sha=sha,
+                    value=value,
+                    samples=samples,
+                    support=max(supports) if supports else None,  # one test set, measured again
+                    fingerprint=fingerprint,
+                    subject=rows[0].subject,
+                    runs=len(rows),
+                )
+            )
+        last = next(reversed(next(reversed(points.values()))))
+        directions = {r.higher_is_better for rows in points.values() for r in rows} - {None}
+        out.append(
+            Series(
+                test=test,
+                metric=metric,
+                env_key=env_key,
+                points=tuple(built),
+                unit=last.unit,
+                higher_is_better=directions.pop() if len(directions) == 1 else None,
+            )
+        )
+    out.sort(key=lambda s: (s.test, s.metric, s.env_key))
+    return out
 
 
 def history_frame(store: Store, **filters: Any) -> pd.DataFrame:

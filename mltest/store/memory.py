@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mltest.model import SCHEMA_VERSION, Measurement, Run, RunStatus, TestResult, utc_now
+from mltest.model import SCHEMA_VERSION, Acknowledgement, Measurement, Run, RunStatus, TestResult, utc_now
 from mltest.store import SeriesRow
 
 __all__ = ["MemoryStore"]
@@ -22,6 +22,7 @@ class MemoryStore:
         self._results: dict[tuple[str, str, int], TestResult] = {}
         self._measurements: dict[tuple[str, str, str], Measurement] = {}
         self._links: dict[str, str] = {}
+        self._acks: dict[str, Acknowledgement] = {}
 
     def begin_run(self, run: Run) -> None:
         with self._lock:
@@ -125,6 +126,7 @@ class MemoryStore:
                         m.samples,
                         m.iqr,
                         m.support,
+                        run.environment.fingerprint,
                     )
                 )
         return rows
@@ -132,6 +134,14 @@ class MemoryStore:
     def first_parent_links(self) -> dict[str, str]:
         with self._lock:
             return dict(self._links)
+
+    def add_acknowledgement(self, ack: Acknowledgement) -> None:
+        with self._lock:
+            self._acks[ack.target] = ack
+
+    def acknowledgements(self) -> list[Acknowledgement]:
+        with self._lock:
+            return sorted(self._acks.values(), key=lambda a: (a.at, a.target))
 
     def schema_version(self) -> int:
         return SCHEMA_VERSION

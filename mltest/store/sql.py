@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from mltest.errors import BackendUnavailable, MissingExtraError, StoreError
-from mltest.model import SCHEMA_VERSION, Commit, Environment, Measurement, Run, RunStatus, TestResult
+from mltest.model import SCHEMA_VERSION, Acknowledgement, Commit, Environment, Measurement, Run, RunStatus, TestResult
 from mltest.store import SeriesRow, redact_url
 
 __all__ = ["MIGRATIONS", "SqlStore"]
@@ -62,6 +62,14 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE runs ADD COLUMN heartbeat_at TEXT",
         ),
     ),
+    (
+        3,
+        (
+            # Regressions someone acknowledged: they stop failing `mltest check`.
+            "CREATE TABLE IF NOT EXISTS acknowledgements (target TEXT PRIMARY KEY, reason TEXT NOT NULL, "
+            "who TEXT NOT NULL, at TEXT NOT NULL)",
+        ),
+    ),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -84,6 +92,14 @@ envs_t = sa.Table(
     sa.Column("env_id", sa.Text, primary_key=True),
     sa.Column("env_key", sa.Text),
     sa.Column("data", sa.Text),
+)
+acks_t = sa.Table(
+    "acknowledgements",
+    _md,
+    sa.Column("target", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text),
+    sa.Column("who", sa.Text),
+    sa.Column("at", sa.Text),
 )
 runs_t = sa.Table(
     "runs",
@@ -130,6 +146,12 @@ measurements_t = sa.Table(
 def env_id(environment: Environment) -> str:
     payload = json.dumps(dataclasses.asdict(environment), sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _environment(data: str) -> Environment:
+    env = json.loads(data)
+    env["flags"] = tuple(tuple(pair) for pair in env.get("flags", ()))
+    return Environment(**env)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -380,8 +402,6 @@ class SqlStore:
 
     @staticmethod
     def _to_run(row: Any) -> Run:
-        env = json.loads(row.data)
-        env["flags"] = tuple(tuple(pair) for pair in env.get("flags", ()))
         return Run(
             run_id=row.run_id,
             project=row.project,
@@ -396,7 +416,7 @@ class SqlStore:
                 committed_at=row.committed_at,
                 subject=row.subject,
             ),
-            environment=Environment(**env),
+            environment=_environment(row.data),
             started_at=row.started_at,
             finished_at=row.finished_at,
             ci_url=row.ci_url,
@@ -473,6 +493,7 @@ class SqlStore:
             m.c.samples,
             m.c.iqr,
             m.c.support,
+            e.c.data,
         ).select_from(m.join(r, r.c.run_id == m.c.run_id).join(c, c.c.sha == r.c.sha).join(e, e.c.env_id == r.c.env_id))
         for column, value in (
             (m.c.test, test),
@@ -486,6 +507,7 @@ class SqlStore:
                 query = query.where(column == value)
         with self._read("reading history") as conn:
             rows = conn.execute(query).all()
+        fingerprints = {data: _environment(data).fingerprint for data in {x.data for x in rows}}
         return [
             SeriesRow(
                 x.run_id,
@@ -505,6 +527,7 @@ class SqlStore:
                 tuple(json.loads(x.samples)),
                 x.iqr,
                 x.support,
+                fingerprints[x.data],
             )
             for x in rows
         ]
@@ -512,6 +535,16 @@ class SqlStore:
     def first_parent_links(self) -> dict[str, str]:
         with self._read("reading commit history") as conn:
             return {row.sha: row.first_parent for row in conn.execute(sa.select(links_t))}
+
+    def add_acknowledgement(self, ack: Acknowledgement) -> None:
+        row = {"target": ack.target, "reason": ack.reason, "who": ack.who, "at": ack.at}
+        with self._tx(f"acknowledging {ack.target}") as conn:
+            self._upsert(conn, acks_t, [row], update=True)
+
+    def acknowledgements(self) -> list[Acknowledgement]:
+        with self._read("reading acknowledgements") as conn:
+            rows = conn.execute(sa.select(acks_t).order_by(acks_t.c.at, acks_t.c.target)).all()
+        return [Acknowledgement(r.target, r.reason, r.who, r.at) for r in rows]
 
 
 def _sqlite_engine(url: str, shown: str, root: Path) -> sa.Engine:

@@ -1,0 +1,464 @@
+"""``mltest check``, ``mltest ack`` and ``mltest compare``: regression detection over the stored history.
+
+The composition happens here (DESIGN: the CLI is the composition root): the store gives series, the
+configuration gives tolerances and directions, :mod:`mltest.detect` gives findings, git gives subjects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mltest.cli.options import given_settings
+from mltest.config import OPTIONS_BY_NAME, Settings, load_settings
+from mltest.detect import Comparison, Tolerance, compare_values, find_shifts, group_findings
+from mltest.detect.regressions import binomial_noise
+from mltest.errors import ConfigError, MltestError
+from mltest.gitinfo import commit_subjects
+from mltest.model import Acknowledgement, Finding, Regression, Run, Series, SeriesPoint, utc_now
+from mltest.recorder import infer_direction
+from mltest.store import Store, open_store
+from mltest.store.history import load_series
+
+__all__ = ["Analysis", "acknowledge", "add_parsers", "analyze", "check_report", "compare_runs", "direction_of"]
+
+EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+
+
+# ----------------------------------------------------------------------------- analysis
+@dataclass(frozen=True)
+class Analysis:
+    branch: str | None
+    series: tuple[Series, ...]
+    regressions: tuple[Regression, ...]
+    undirected: tuple[str, ...]
+    """Metrics skipped because nothing says whether higher is better."""
+    subjects: dict[str, str]
+
+    @property
+    def new(self) -> list[Regression]:
+        return [r for r in self.regressions if r.is_new]
+
+
+def direction_of(settings: Settings, metric: str, unit: str | None, recorded: bool | None) -> bool | None:
+    spec = settings.metrics.get(metric)
+    if spec is not None and spec.higher_is_better is not None:
+        return spec.higher_is_better
+    if recorded is not None:
+        return recorded
+    return infer_direction(metric, unit)
+
+
+def analyze(
+    settings: Settings,
+    store: Store,
+    *,
+    branch: str | None,
+    tier: str | None = None,
+    test: str | None = None,
+    metric: str | None = None,
+) -> Analysis:
+    """Detection over every matching series of this project, grouped and with acknowledgements."""
+    series = load_series(store, branch=branch, tier=tier, test=test, metric=metric, project=settings.project_name)
+    links = store.first_parent_links()
+    findings: list[Finding] = []
+    undirected = []
+    for s in series:
+        higher = direction_of(settings, s.metric, s.unit, s.higher_is_better)
+        if higher is None:
+            undirected.append(s.metric)
+            continue
+        findings.extend(
+            find_shifts(s, tolerance=Tolerance.of(settings.metrics.get(s.metric)), higher_is_better=higher, links=links)
+        )
+    acks = {a.target: str(a) for a in store.acknowledgements()}
+    regressions = group_findings(findings, acks)
+    shas = {sha for r in regressions for sha in (*r.range.commits, r.range.bad, r.range.good or "")}
+    subjects = {p.sha: p.subject for s in series for p in s.points if p.subject}
+    subjects.update(commit_subjects(settings.project_root, shas - subjects.keys()))
+    return Analysis(branch, tuple(series), tuple(regressions), tuple(sorted(set(undirected))), subjects)
+
+
+# ----------------------------------------------------------------------------- text
+def _fmt(value: float, unit: str | None) -> str:
+    text = f"{value:.4g}" if math.isfinite(value) else str(value)
+    return f"{text} {unit}" if unit else text
+
+
+def _pct(rel: float) -> str:
+    return f"{rel:+.1%}" if math.isfinite(rel) else ("+inf" if rel > 0 else "-inf")
+
+
+def _commit_line(sha: str, subjects: dict[str, str]) -> str:
+    subject = subjects.get(sha)
+    return f"{sha[:10]}" + (f" {subject[:70]!r}" if subject else "")
+
+
+def _range_text(r: Regression | Finding, subjects: dict[str, str]) -> list[str]:
+    rng = r.range
+    if rng.culprit is not None:
+        return [f"culprit {_commit_line(rng.culprit, subjects)}"]
+    if rng.commits:
+        lines = [
+            f"between {(rng.good or '?')[:10]} (last good) and {rng.bad[:10]} (first bad): {len(rng.commits)} commits"
+        ]
+        lines += [f"    {_commit_line(sha, subjects)}" for sha in rng.commits[:20]]
+        if len(rng.commits) > 20:
+            lines.append(f"    ... and {len(rng.commits) - 20} more")
+        return lines
+    return [
+        f"between {(rng.good or '?')[:10]} (last good) and {rng.bad[:10]} (first bad); the commits between are not "
+        "in the recorded history"
+    ]
+
+
+TITLES = {"regression": "REGRESSION", "drift": "DRIFT", "improvement": "improvement", "environment": "environment"}
+
+
+def _bad_and_open(reg: Regression) -> bool:
+    return reg.kind in ("regression", "drift") and reg.status == "open"
+
+
+def check_report(analysis: Analysis, *, show_all: bool = False) -> str:
+    """The terminal summary of ``mltest check``."""
+    regs = analysis.regressions
+    new = analysis.new
+    counts = {
+        "new": len(new),
+        "acknowledged": sum(1 for r in regs if r.acknowledged and r.status == "open"),
+        "recovered": sum(1 for r in regs if r.status == "recovered" and r.kind in ("regression", "drift")),
+        "improvements": sum(1 for r in regs if r.kind == "improvement"),
+        "environment changes": sum(1 for r in regs if r.kind == "environment"),
+    }
+    where = f"branch {analysis.branch}" if analysis.branch else "all branches"
+    commits = len({p.sha for s in analysis.series for p in s.points})
+    head = f"mltest check: {len(analysis.series)} series over {commits} commits ({where}): " + ", ".join(
+        f"{n} {label}" for label, n in counts.items()
+    )
+    lines = [head]
+    for reg in regs:
+        if not show_all and not _bad_and_open(reg):
+            continue
+        lines.append("")
+        status = "NEW" if reg.is_new else ("acknowledged" if reg.acknowledged else reg.status)
+        lines.append(f"{TITLES[reg.kind]} {reg.id} [{status}] " + _range_text(reg, analysis.subjects)[0])
+        lines += _range_text(reg, analysis.subjects)[1:]
+        for f in reg.findings:
+            state = "" if f.status == "open" else f"  recovered at {f.fixed_by}" if f.fixed_by else "  recovered"
+            p = f"p={f.p_value:.1g}" if math.isfinite(f.p_value) else ""
+            lines.append(
+                f"  {f.test}  {f.metric}: {_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)} "
+                f"({_pct(f.rel_change)}{', ' + p if p else ''}) [{f.env_key}]{state}"
+                + (f"  {f.note}" if f.note and f.kind != "drift" else "")
+            )
+            if f.kind == "drift":
+                lines.append(f"    {f.steps} smaller steps: {f.note.removeprefix('steps at ')}")
+        if reg.acknowledged:
+            lines.append(f"  acknowledged: {reg.acknowledged}")
+        elif reg.is_new:
+            lines.append(f'  if this is expected: mltest ack {reg.id} --reason "..."')
+    if analysis.undirected:
+        lines.append("")
+        lines.append(
+            "skipped (direction unknown; set higher_is_better in [tool.mltest.metrics.NAME]): "
+            + ", ".join(analysis.undirected)
+        )
+    if not show_all:
+        hidden = sum(1 for r in regs if not _bad_and_open(r))
+        if hidden:
+            lines.append(f"({hidden} recovered, improvement and environment entries not shown: --all shows them)")
+    return "\n".join(lines)
+
+
+def check_json(analysis: Analysis) -> str:
+    def finding(f: Finding) -> dict[str, Any]:
+        return {
+            "id": f.id,
+            "kind": f.kind,
+            "status": f.status,
+            "test": f.test,
+            "metric": f.metric,
+            "env_key": f.env_key,
+            "unit": f.unit,
+            "before": f.before,
+            "after": f.after,
+            "rel_change": f.rel_change if math.isfinite(f.rel_change) else None,
+            "p_value": f.p_value if math.isfinite(f.p_value) else None,
+            "fixed_by": None if f.fixed_by is None else {"good": f.fixed_by.good, "bad": f.fixed_by.bad},
+            "steps": f.steps,
+            "note": f.note,
+        }
+
+    return json.dumps(
+        {
+            "branch": analysis.branch,
+            "series": len(analysis.series),
+            "new": len(analysis.new),
+            "regressions": [
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "new": r.is_new,
+                    "acknowledged": r.acknowledged,
+                    "good": r.range.good,
+                    "bad": r.range.bad,
+                    "culprit": r.range.culprit,
+                    "commits": list(r.range.commits),
+                    "findings": [finding(f) for f in r.findings],
+                }
+                for r in analysis.regressions
+            ],
+        },
+        indent=2,
+    )
+
+
+# ----------------------------------------------------------------------------- ack
+def acknowledge(
+    settings: Settings, store: Store, target: str, *, reason: str, who: str | None, branch: str | None
+) -> str:
+    """Acknowledge a regression (or one finding of it) by id, so it stops failing ``mltest check``."""
+    if not reason.strip():
+        raise ConfigError("--reason is empty: say why this regression is expected, e.g. --reason 'bigger model'")
+    analysis = analyze(settings, store, branch=branch)
+    ids = {r.id: r for r in analysis.regressions}
+    ids.update({f.id: r for r in analysis.regressions for f in r.findings})
+    if target not in ids:
+        known = ", ".join(r.id for r in analysis.regressions if r.status == "open") or "none open"
+        raise ConfigError(f"no regression or finding with id {target!r} on {analysis.branch or 'any branch'}: {known}")
+    who = who or os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or _user()
+    store.add_acknowledgement(Acknowledgement(target, reason.strip(), who, utc_now()))
+    return f"acknowledged {target} ({TITLES[ids[target].kind]} at {ids[target].range}): {reason.strip()}"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
+
+
+# ----------------------------------------------------------------------------- compare
+def _pick_run(store: Store, settings: Settings, run_id: str | None, commit: str | None) -> Run:
+    if run_id is not None:
+        run = store.get_run(run_id)
+        if run is None:
+            matches = [r for r in store.runs(limit=100_000) if r.run_id.startswith(run_id)]
+            if len(matches) != 1:
+                raise ConfigError(f"no single run matches {run_id!r}: see `mltest runs`")
+            run = matches[0]
+        return run
+    runs = [r for r in store.runs(project=settings.project_name, limit=100_000) if r.status != "running"]
+    if commit is not None:
+        runs = [r for r in runs if r.commit.sha.startswith(commit)]
+        if not runs:
+            raise ConfigError(f"no finished run at commit {commit!r}: see `mltest runs`")
+    if not runs:
+        raise ConfigError(f"no finished runs in {store.url}: record one with `mltest run`")
+    return runs[0]
+
+
+def compare_runs(
+    settings: Settings, store: Store, *, baseline: str, run_id: str | None, commit: str | None, last: int
+) -> tuple[Run, list[Comparison]]:
+    """Each metric of one run against the last ``last`` runs of ``baseline`` in the same environment."""
+    run = _pick_run(store, settings, run_id, commit)
+    rows = store.series(branch=baseline, env_key=run.environment.key, project=run.project)
+    by_run_started = {r.run_id: r.started_at for r in rows}
+    recent = sorted((rid for rid in by_run_started if rid != run.run_id), key=lambda rid: by_run_started[rid])[-last:]
+    keep = set(recent)
+    baseline_values: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if row.run_id in keep and row.fingerprint == run.environment.fingerprint:
+            baseline_values.setdefault((row.test, row.metric), []).append(row.value)
+    out = []
+    for m in store.run_measurements(run.run_id):
+        higher = direction_of(settings, m.metric, m.unit, m.higher_is_better)
+        noise = binomial_noise([SeriesPoint(run.commit.sha, m.value, support=m.support)], m.unit)
+        out.append(
+            compare_values(
+                m.test,
+                m.metric,
+                baseline_values.get((m.test, m.metric), []),
+                m.value,
+                tolerance=Tolerance.of(settings.metrics.get(m.metric)),
+                higher_is_better=True if higher is None else higher,
+                noise=noise[0] if noise else None,
+                unit=m.unit,
+            )
+        )
+    return run, out
+
+
+def compare_report(run: Run, baseline: str, rows: Sequence[Comparison]) -> str:
+    lines = [
+        f"mltest compare: run {run.run_id[:12]} at {run.commit.short} ({run.commit.branch or 'no branch'}) against "
+        f"the recent runs of {baseline} on {run.environment.key}"
+    ]
+    if not rows:
+        return lines[0] + "\n(the run recorded no measurements)"
+    header = ("test", "metric", "old", "new", "delta", "verdict")
+    table = [
+        (
+            c.test,
+            c.metric,
+            _fmt(c.old, c.unit) if math.isfinite(c.old) else "-",
+            _fmt(c.new, c.unit),
+            _pct(c.rel_change) if math.isfinite(c.old) else "-",
+            c.verdict + (f" (p={c.p_value:.1g}, n={c.baseline_runs})" if math.isfinite(c.p_value) else ""),
+        )
+        for c in rows
+    ]
+    widths = [max(len(str(r[i])) for r in (header, *table)) for i in range(len(header))]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for r in table:
+        lines.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+    bad = sum(1 for c in rows if c.verdict == "regression")
+    lines.append(f"{bad} regression(s), {sum(1 for c in rows if c.verdict == 'improvement')} improvement(s)")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- wiring
+def _common(parser: argparse.ArgumentParser) -> None:
+    spec = OPTIONS_BY_NAME["store_url"]
+    parser.add_argument(
+        spec.cli_flag,
+        type=spec.argparse_type,
+        default=None,
+        dest="setting_store_url",
+        metavar=spec.metavar,
+        help=spec.help_with_default,
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="where to look for the config file (default: the current directory)",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    start = args.project_dir if args.project_dir is not None else Path.cwd()
+    values = {k: v for k, v in given_settings(args).items() if k == "store_url"}
+    return load_settings(start.resolve(), environ=os.environ, cli=values)
+
+
+def add_parsers(commands: Any) -> None:
+    check = commands.add_parser(
+        "check", help="find regressions over the stored history: exit 0 none new, 1 new regression, 2 error"
+    )
+    check.add_argument("--branch", default="main", help="the branch whose history is checked (default: main)")
+    check.add_argument("--tier", default=None, help="only this tier (default: all)")
+    check.add_argument("--test", default=None, help="only this test (default: all)")
+    check.add_argument("--metric", default=None, help="only this metric (default: all)")
+    check.add_argument("--all", action="store_true", help="also list recovered, improvement and environment entries")
+    check.add_argument("--json", action="store_true", help="print JSON (default: the terminal summary)")
+    _common(check)
+    check.set_defaults(handler=_check)
+
+    ack = commands.add_parser("ack", help="acknowledge a regression so it stops failing `mltest check`")
+    ack.add_argument("id", help="the regression's id from `mltest check` (r-...) or one finding's (f-...)")
+    ack.add_argument("--reason", required=True, help="why it is expected (stored with who and when)")
+    ack.add_argument("--by", default=None, help="who acknowledges (default: $GITHUB_ACTOR or the login name)")
+    ack.add_argument("--branch", default="main", help="the branch the regression is on (default: main)")
+    _common(ack)
+    ack.set_defaults(handler=_ack)
+
+    cmp_ = commands.add_parser("compare", help="compare one run with the recent runs of the baseline branch")
+    cmp_.add_argument("--baseline", default="main", help="the baseline branch (default: main)")
+    which = cmp_.add_mutually_exclusive_group()
+    which.add_argument("--run", default=None, dest="run_id", help="the run to compare (default: the latest run)")
+    which.add_argument("--commit", default=None, help="compare the latest run at this commit (SHA or prefix)")
+    cmp_.add_argument("--last", type=int, default=20, help="how many recent baseline runs (default: 20)")
+    cmp_.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    _common(cmp_)
+    cmp_.set_defaults(handler=_compare)
+
+
+def _guarded(body: Any) -> int:
+    """Run a detection command: its own failures (store, config, data) exit 2, never 1."""
+    try:
+        return int(body())
+    except MltestError as exc:
+        print(f"mltest: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _check(args: argparse.Namespace, extra: list[str]) -> int:
+    def body() -> int:
+        settings = settings_from(args)
+        store = open_store(settings.store_url, root=settings.project_root)
+        try:
+            analysis = analyze(settings, store, branch=args.branch, tier=args.tier, test=args.test, metric=args.metric)
+        finally:
+            store.close()
+        print(check_json(analysis) if args.json else check_report(analysis, show_all=args.all))
+        return EXIT_REGRESSION if analysis.new else EXIT_OK
+
+    return _guarded(body)
+
+
+def _ack(args: argparse.Namespace, extra: list[str]) -> int:
+    def body() -> int:
+        settings = settings_from(args)
+        store = open_store(settings.store_url, root=settings.project_root)
+        try:
+            print(acknowledge(settings, store, args.id, reason=args.reason, who=args.by, branch=args.branch))
+        finally:
+            store.close()
+        return EXIT_OK
+
+    return _guarded(body)
+
+
+def _compare(args: argparse.Namespace, extra: list[str]) -> int:
+    def body() -> int:
+        if args.last < 1:
+            raise ConfigError(f"--last {args.last}: give a positive number of baseline runs")
+        settings = settings_from(args)
+        store = open_store(settings.store_url, root=settings.project_root)
+        try:
+            run, rows = compare_runs(
+                settings, store, baseline=args.baseline, run_id=args.run_id, commit=args.commit, last=args.last
+            )
+        finally:
+            store.close()
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "run_id": run.run_id,
+                        "sha": run.commit.sha,
+                        "baseline": args.baseline,
+                        "metrics": [
+                            {
+                                "test": c.test,
+                                "metric": c.metric,
+                                "unit": c.unit,
+                                "old": c.old if math.isfinite(c.old) else None,
+                                "new": c.new,
+                                "rel_change": c.rel_change if math.isfinite(c.rel_change) else None,
+                                "p_value": c.p_value if math.isfinite(c.p_value) else None,
+                                "verdict": c.verdict,
+                                "baseline_runs": c.baseline_runs,
+                            }
+                            for c in rows
+                        ],
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            print(compare_report(run, args.baseline, rows))
+        return EXIT_REGRESSION if any(c.verdict == "regression" for c in rows) else EXIT_OK
+
+    return _guarded(body)
