@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mltest.cli import config_cmd, detect_cmds, run_cmd, store_cmds
+from mltest.cli import bisect_cmd, config_cmd, detect_cmds, run_cmd, store_cmds
 from mltest.errors import MltestError
 
 __all__ = ["main"]
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmd.add_parser(commands)
     store_cmds.add_parsers(commands)
     detect_cmds.add_parsers(commands)
+    bisect_cmd.add_parser(commands)
     return parser
 
 

@@ -14,11 +14,10 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from mltest.cli.options import given_settings
-from mltest.config import OPTIONS_BY_NAME, Settings, load_settings
+from mltest.cli.options import add_store_flags, store_settings
+from mltest.config import Settings
 from mltest.detect import Comparison, Tolerance, compare_values, find_shifts, group_findings
 from mltest.detect.regressions import binomial_noise
 from mltest.errors import ConfigError, MltestError
@@ -28,7 +27,16 @@ from mltest.recorder import infer_direction
 from mltest.store import Store, open_store
 from mltest.store.history import load_series
 
-__all__ = ["Analysis", "acknowledge", "add_parsers", "analyze", "check_report", "compare_runs", "direction_of"]
+__all__ = [
+    "Analysis",
+    "acknowledge",
+    "add_parsers",
+    "analyze",
+    "check_report",
+    "compare_runs",
+    "direction_of",
+    "guarded",
+]
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
@@ -328,30 +336,6 @@ def compare_report(run: Run, baseline: str, rows: Sequence[Comparison]) -> str:
 
 
 # ----------------------------------------------------------------------------- wiring
-def _common(parser: argparse.ArgumentParser) -> None:
-    spec = OPTIONS_BY_NAME["store_url"]
-    parser.add_argument(
-        spec.cli_flag,
-        type=spec.argparse_type,
-        default=None,
-        dest="setting_store_url",
-        metavar=spec.metavar,
-        help=spec.help_with_default,
-    )
-    parser.add_argument(
-        "--project-dir",
-        type=Path,
-        default=None,
-        help="where to look for the config file (default: the current directory)",
-    )
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    start = args.project_dir if args.project_dir is not None else Path.cwd()
-    values = {k: v for k, v in given_settings(args).items() if k == "store_url"}
-    return load_settings(start.resolve(), environ=os.environ, cli=values)
-
-
 def add_parsers(commands: Any) -> None:
     check = commands.add_parser(
         "check", help="find regressions over the stored history: exit 0 none new, 1 new regression, 2 error"
@@ -362,7 +346,7 @@ def add_parsers(commands: Any) -> None:
     check.add_argument("--metric", default=None, help="only this metric (default: all)")
     check.add_argument("--all", action="store_true", help="also list recovered, improvement and environment entries")
     check.add_argument("--json", action="store_true", help="print JSON (default: the terminal summary)")
-    _common(check)
+    add_store_flags(check)
     check.set_defaults(handler=_check)
 
     ack = commands.add_parser("ack", help="acknowledge a regression so it stops failing `mltest check`")
@@ -370,7 +354,7 @@ def add_parsers(commands: Any) -> None:
     ack.add_argument("--reason", required=True, help="why it is expected (stored with who and when)")
     ack.add_argument("--by", default=None, help="who acknowledges (default: $GITHUB_ACTOR or the login name)")
     ack.add_argument("--branch", default="main", help="the branch the regression is on (default: main)")
-    _common(ack)
+    add_store_flags(ack)
     ack.set_defaults(handler=_ack)
 
     cmp_ = commands.add_parser("compare", help="compare one run with the recent runs of the baseline branch")
@@ -380,11 +364,11 @@ def add_parsers(commands: Any) -> None:
     which.add_argument("--commit", default=None, help="compare the latest run at this commit (SHA or prefix)")
     cmp_.add_argument("--last", type=int, default=20, help="how many recent baseline runs (default: 20)")
     cmp_.add_argument("--json", action="store_true", help="print JSON (default: a table)")
-    _common(cmp_)
+    add_store_flags(cmp_)
     cmp_.set_defaults(handler=_compare)
 
 
-def _guarded(body: Any) -> int:
+def guarded(body: Any) -> int:
     """Run a detection command: its own failures (store, config, data) exit 2, never 1."""
     try:
         return int(body())
@@ -395,7 +379,7 @@ def _guarded(body: Any) -> int:
 
 def _check(args: argparse.Namespace, extra: list[str]) -> int:
     def body() -> int:
-        settings = settings_from(args)
+        settings = store_settings(args)
         store = open_store(settings.store_url, root=settings.project_root)
         try:
             analysis = analyze(settings, store, branch=args.branch, tier=args.tier, test=args.test, metric=args.metric)
@@ -404,12 +388,12 @@ def _check(args: argparse.Namespace, extra: list[str]) -> int:
         print(check_json(analysis) if args.json else check_report(analysis, show_all=args.all))
         return EXIT_REGRESSION if analysis.new else EXIT_OK
 
-    return _guarded(body)
+    return guarded(body)
 
 
 def _ack(args: argparse.Namespace, extra: list[str]) -> int:
     def body() -> int:
-        settings = settings_from(args)
+        settings = store_settings(args)
         store = open_store(settings.store_url, root=settings.project_root)
         try:
             print(acknowledge(settings, store, args.id, reason=args.reason, who=args.by, branch=args.branch))
@@ -417,14 +401,14 @@ def _ack(args: argparse.Namespace, extra: list[str]) -> int:
             store.close()
         return EXIT_OK
 
-    return _guarded(body)
+    return guarded(body)
 
 
 def _compare(args: argparse.Namespace, extra: list[str]) -> int:
     def body() -> int:
         if args.last < 1:
             raise ConfigError(f"--last {args.last}: give a positive number of baseline runs")
-        settings = settings_from(args)
+        settings = store_settings(args)
         store = open_store(settings.store_url, root=settings.project_root)
         try:
             run, rows = compare_runs(
@@ -461,4 +445,4 @@ def _compare(args: argparse.Namespace, extra: list[str]) -> int:
             print(compare_report(run, args.baseline, rows))
         return EXIT_REGRESSION if any(c.verdict == "regression" for c in rows) else EXIT_OK
 
-    return _guarded(body)
+    return guarded(body)

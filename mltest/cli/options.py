@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
-from mltest.config import OPTIONS, OptionSpec
+from mltest.config import OPTIONS, OPTIONS_BY_NAME, OptionSpec, Settings, load_settings
 
-__all__ = ["add_setting_flags", "given_settings", "to_pytest_args"]
+__all__ = ["add_setting_flags", "add_store_flags", "given_settings", "store_settings", "to_pytest_args"]
 
 
 def _dest(spec: OptionSpec) -> str:
@@ -58,3 +60,29 @@ def to_pytest_args(values: dict[str, Any]) -> list[str]:
         else:
             out.append(f"{spec.pytest_flag}={value}")
     return out
+
+
+def add_store_flags(parser: argparse.ArgumentParser) -> None:
+    """``--store URL`` and ``--project-dir DIR``: what every command reading the store takes."""
+    spec = OPTIONS_BY_NAME["store_url"]
+    parser.add_argument(
+        spec.cli_flag,
+        type=spec.argparse_type,
+        default=None,
+        dest=_dest(spec),
+        metavar=spec.metavar,
+        help=spec.help_with_default,
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="where to look for the config file (default: the current directory)",
+    )
+
+
+def store_settings(args: argparse.Namespace) -> Settings:
+    """Settings for a command wired with :func:`add_store_flags`."""
+    start = args.project_dir if args.project_dir is not None else Path.cwd()
+    values = {k: v for k, v in given_settings(args).items() if k == "store_url"}
+    return load_settings(start.resolve(), environ=os.environ, cli=values)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from mltest.cli.options import given_settings
-from mltest.config import OPTIONS_BY_NAME, Settings, load_settings
+from mltest.cli.options import add_store_flags, store_settings
+from mltest.config import Settings
 from mltest.errors import ConfigError, MissingExtraError
 from mltest.recorder import open_store_recovered, reap_dead_runs, recover_spool, spool_dir
 from mltest.store import open_store
@@ -19,36 +18,12 @@ from mltest.store.history import history_frame
 __all__ = ["add_parsers", "export", "history_table", "runs_table", "sync"]
 
 
-def _store_flags(parser: argparse.ArgumentParser) -> None:
-    spec = OPTIONS_BY_NAME["store_url"]
-    parser.add_argument(
-        spec.cli_flag,
-        type=spec.argparse_type,
-        default=None,
-        dest="setting_store_url",
-        metavar=spec.metavar,
-        help=spec.help_with_default,
-    )
-    parser.add_argument(
-        "--project-dir",
-        type=Path,
-        default=None,
-        help="where to look for the config file (default: the current directory)",
-    )
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    start = args.project_dir if args.project_dir is not None else Path.cwd()
-    values = {k: v for k, v in given_settings(args).items() if k == "store_url"}
-    return load_settings(start.resolve(), environ=os.environ, cli=values)
-
-
 def add_parsers(commands: Any) -> None:
     runs = commands.add_parser("runs", help="list recent runs with their status and commit")
     runs.add_argument("--branch", default=None, help="only this branch (default: all)")
     runs.add_argument("--limit", type=int, default=20, help="how many runs (default: 20)")
     runs.add_argument("--json", action="store_true", help="print JSON (default: a table)")
-    _store_flags(runs)
+    add_store_flags(runs)
     runs.set_defaults(handler=_runs)
 
     hist = commands.add_parser("history", help="one test's metric over the commit history")
@@ -59,7 +34,7 @@ def add_parsers(commands: Any) -> None:
     hist.add_argument("--tier", default=None, help="only this tier (default: all)")
     hist.add_argument("--env", default=None, dest="env_key", help="only this environment key (default: all)")
     hist.add_argument("--json", action="store_true", help="print JSON records (default: a table)")
-    _store_flags(hist)
+    add_store_flags(hist)
     hist.set_defaults(handler=_history)
 
     exp = commands.add_parser("export", help="export every measurement, in commit order")
@@ -68,13 +43,13 @@ def add_parsers(commands: Any) -> None:
     exp.add_argument("--branch", default=None, help="only this branch (default: all)")
     exp.add_argument("--test", default=None, help="only this test (default: all)")
     exp.add_argument("--metric", default=None, help="only this metric (default: all)")
-    _store_flags(exp)
+    add_store_flags(exp)
     exp.set_defaults(handler=_export)
 
     syn = commands.add_parser(
         "sync", help="send records that crashed or offline runs left in the local spool, and mark dead runs aborted"
     )
-    _store_flags(syn)
+    add_store_flags(syn)
     syn.set_defaults(handler=_sync)
 
 
@@ -180,18 +155,18 @@ def sync(settings: Settings) -> str:
 
 
 def _runs(args: argparse.Namespace, extra: list[str]) -> int:
-    print(runs_table(_settings(args), branch=args.branch, limit=args.limit, as_json=args.json))
+    print(runs_table(store_settings(args), branch=args.branch, limit=args.limit, as_json=args.json))
     return 0
 
 
 def _history(args: argparse.Namespace, extra: list[str]) -> int:
-    print(history_table(_settings(args), args))
+    print(history_table(store_settings(args), args))
     return 0
 
 
 def _export(args: argparse.Namespace, extra: list[str]) -> int:
     text = export(
-        _settings(args), fmt=args.format, out=args.out, branch=args.branch, test=args.test, metric=args.metric
+        store_settings(args), fmt=args.format, out=args.out, branch=args.branch, test=args.test, metric=args.metric
     )
     if text is not None:
         sys.stdout.write(text)
@@ -199,5 +174,5 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _sync(args: argparse.Namespace, extra: list[str]) -> int:
-    print(sync(_settings(args)))
+    print(sync(store_settings(args)))
     return 0
