@@ -164,6 +164,7 @@ class _Ranks:
         r = _ranks(x) if len(x) else np.zeros(0)
         self.c1 = np.concatenate(([0.0], np.cumsum(r)))
         self.c2 = np.concatenate(([0.0], np.cumsum(r * r)))
+        self.memo: dict[tuple[int, int, float], _Split | None] = {}
 
     def cusum(
         self, a: npt.NDArray[np.int64], length: int, offsets: npt.NDArray[np.int64]
@@ -217,19 +218,26 @@ class RankScan:
     # ------------------------------------------------------------------ scan
     def _best_split(self, ranks: _Ranks, a: int, b: int, factor: float) -> _Split | None:
         """The most significant split of ``x[a:b]`` (a rank CUSUM), Bonferroni over its positions."""
+        key = (a, b, factor)
+        if key in ranks.memo:
+            return ranks.memo[key]
         m = b - a
-        offsets = np.arange(self.min_size, m - self.min_size + 1)
-        if not len(offsets):
-            return None
-        sums, s2 = ranks.cusum(np.array([a]), m, offsets)
-        if s2[0, 0] <= 1e-12:
-            return None
-        # Permutation variance of a sum of k of m scores: k (m - k) / (m - 1) * s2.
-        t = sums[0] / np.sqrt(offsets * (m - offsets) / (m - 1) * s2[0, 0] * factor)
-        j = int(np.argmax(np.abs(t)))
-        stat = float(t[j])
-        p = min(1.0, len(offsets) * math.erfc(abs(stat) / math.sqrt(2)))
-        return _Split(a + int(offsets[j]), stat, p)
+        split = None
+        if m >= 2 * self.min_size:
+            offsets = np.arange(self.min_size, m - self.min_size + 1)
+            c1, c2 = ranks.c1, ranks.c2
+            total = c1[b] - c1[a]
+            s2 = (c2[b] - c2[a]) / m - (total / m) ** 2
+            if s2 > 1e-12:
+                sums = c1[a + offsets] - c1[a] - offsets * (total / m)
+                # Permutation variance of a sum of k of m scores: k (m - k) / (m - 1) * s2.
+                t = sums / np.sqrt(offsets * (m - offsets) * (s2 * factor / (m - 1)))
+                j = int(np.argmax(np.abs(t)))
+                stat = float(t[j])
+                p = min(1.0, len(offsets) * math.erfc(abs(stat) / math.sqrt(2)))
+                split = _Split(a + int(offsets[j]), stat, p)
+        ranks.memo[key] = split
+        return split
 
     def _seeded(self, ranks: _Ranks, a: int, b: int, factor: float) -> _Split | None:
         """The best split over seeded sub-intervals of ``x[a:b]`` (halving lengths, half-overlapping),
