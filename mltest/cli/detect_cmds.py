@@ -19,7 +19,7 @@ from typing import Any
 from mltest.cli.options import add_store_flags, store_settings
 from mltest.config import Settings
 from mltest.detect import Comparison, Tolerance, compare_values, find_shifts, group_findings
-from mltest.detect.regressions import binomial_noise
+from mltest.detect.regressions import binomial_noise, commit_ack_key
 from mltest.errors import ConfigError, MltestError
 from mltest.gitinfo import commit_subjects
 from mltest.model import Acknowledgement, Finding, Regression, Run, Series, SeriesPoint, utc_now
@@ -244,7 +244,11 @@ def acknowledge(
         known = ", ".join(r.id for r in analysis.regressions if r.status == "open") or "none open"
         raise ConfigError(f"no regression or finding with id {target!r} on {analysis.branch or 'any branch'}: {known}")
     who = who or os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or _user()
-    store.add_acknowledgement(Acknowledgement(target, reason.strip(), who, utc_now()))
+    entry, at = ids[target], utc_now()
+    store.add_acknowledgement(Acknowledgement(target, reason.strip(), who, at))
+    if target == entry.id:  # the whole entry: also every commit of its range, so a narrower range stays acked
+        for sha in entry.range.commits or (entry.range.bad,):
+            store.add_acknowledgement(Acknowledgement(commit_ack_key(entry.kind, sha), reason.strip(), who, at))
     return f"acknowledged {target} ({TITLES[ids[target].kind]} at {ids[target].range}): {reason.strip()}"
 
 
@@ -299,7 +303,7 @@ def compare_runs(
                 baseline_values.get((m.test, m.metric), []),
                 m.value,
                 tolerance=Tolerance.of(settings.metrics.get(m.metric)),
-                higher_is_better=True if higher is None else higher,
+                higher_is_better=higher,
                 noise=noise[0] if noise else None,
                 unit=m.unit,
             )

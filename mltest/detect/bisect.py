@@ -1,10 +1,10 @@
 """Noise-aware binary search for the first bad commit: the strategy only (the CLI runs the tests).
 
 The search starts from measurements at a good and a bad commit. Each probe's repeats are classified
-by which end they resemble: ``good`` when they are significantly different from the bad samples and
-closer to the good level, ``bad`` the other way round, ``unclear`` otherwise (the caller may measure
-again with more repeats). The search needs about ``log2(k) + 1`` probes for ``k`` commits, and ends by
-naming the first bad commit, or by saying why the evidence does not allow it.
+by which end they resemble: ``good`` when their median lies in the good third of the gap and they
+differ from the bad samples beyond noise, ``bad`` the other way round, ``unclear`` otherwise (the
+caller may measure again with more repeats). The search needs about ``log2(k) + 1`` probes for
+``k`` commits, and ends by naming the first bad commit, or by saying why the evidence does not allow it.
 """
 
 from __future__ import annotations
@@ -87,14 +87,21 @@ class BisectSearch:
         return self.commits[(self._lo + self._hi) // 2]
 
     def classify(self, samples: Sequence[float]) -> ProbeVerdict:
+        """``good`` when the samples sit in the good third of the gap and differ from the bad end
+        beyond noise, ``bad`` the other way round; ``unclear`` otherwise (noise, or a level between
+        the two: the regression may be several commits' doing)."""
         good_level = statistics.median(self.good_samples)
         bad_level = statistics.median(self.bad_samples)
-        level = statistics.median(samples)
-        closer_to_good = abs(level - good_level) < abs(level - bad_level)
+        gap = bad_level - good_level
+        if gap == 0 or not samples:
+            return "unclear"
+        where = (statistics.median(samples) - good_level) / gap
+        if 1 / 3 <= where <= 2 / 3:
+            return "unclear"
+        closer_to_good = where < 1 / 3
         if len(samples) < 2:
             return "good" if closer_to_good else "bad"
-        other = self.bad_samples if closer_to_good else self.good_samples
-        p = welch_t_test(samples, other)
+        p = welch_t_test(samples, self.bad_samples if closer_to_good else self.good_samples)
         if math.isnan(p) or p >= self.alpha:
             return "unclear"
         return "good" if closer_to_good else "bad"

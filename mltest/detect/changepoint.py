@@ -198,12 +198,21 @@ class RankScan:
     """Points needed on both sides of a change found by the scan."""
     tail_min: int = 2
     """Newest points needed for the tail test to report a change (2 or more: one is an outlier)."""
-    tail_window: int = 30
+    tail_window: int = 60
     """How many points before the tail it is compared with, at most."""
-    tail_shift: float = 3.0
+    tail_shift: float = 3.5
     """How far (in robust standard deviations of those points) the tail's median must have moved."""
 
     def __post_init__(self) -> None:
+        for name in ("min_size", "tail_min", "tail_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+                raise DetectionError(f"{name}={value!r} must be a whole number of points")
+            object.__setattr__(self, name, int(value))
+        for name in ("alpha", "tail_shift"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DetectionError(f"{name}={value!r} must be a number")
         if not 0 < self.alpha < 1:
             raise DetectionError(f"alpha={self.alpha!r} is out of range: use a probability such as 0.01")
         if self.min_size < 2:
@@ -293,6 +302,8 @@ class RankScan:
         if not splits:
             return splits
         w = _clipped(x)
+        scale = float(np.max(np.abs(w - w.mean())))
+        w = (w - w.mean()) / scale if scale > 0 else w - w.mean()  # squares of huge or tiny units stay finite
         bounds = [0, *(s.index for s in splits), len(x)]
         refined = []
         for i, split in enumerate(splits):
@@ -333,7 +344,8 @@ class RankScan:
         """A change in the newest points, where the scan has too few of them to reach significance.
 
         Exact permutation test on the order of the newest ``L`` points among the ``W`` before them: if
-        ``j`` of those lie beyond the least extreme of the newest, ``p = 2 C(j+L, L) / C(W+L, L)``.
+        ``j`` of those lie beyond the least extreme of the newest, ``p = 2 C(j+L, L) / C(W+L, L)``, doubled
+        for trying several sizes; and the least extreme new point must sit ``tail_shift`` robust sds away.
         Of the tails that pass, the best split (least absolute deviation from the two medians) wins.
         """
         n = len(x)
@@ -353,12 +365,14 @@ class RankScan:
                 if up
                 else int(np.searchsorted(ref, tail[-1], "right"))
             )
-            p = min(1.0, 2.0 * math.comb(beyond + size, size) / math.comb(len(ref) + size, size))
+            # The sizes tried are nested and strongly dependent: a factor of 2 for trying several.
+            p = min(1.0, 4.0 * math.comb(beyond + size, size) / math.comb(len(ref) + size, size))
             if p >= self.alpha:
                 continue
             spread = 1.4826 * _sorted_median(np.sort(np.abs(ref - level)))
-            shift = abs(tail_level - level)
-            if spread > 0 and shift < self.tail_shift * spread:
+            # Every new point must have moved, not just their median: one outlier is never a change.
+            shift = (tail[0] - level) if up else (level - tail[-1])
+            if shift <= 0 or (spread > 0 and shift < self.tail_shift * spread):
                 continue
             stat = math.inf if spread == 0 else shift / spread
             before = x[last:start]
@@ -380,11 +394,26 @@ class RankScan:
         _, factor = long_run_factor(values)
         ranks = _Ranks(values)
         splits = self._segment(ranks, factor)
+        if not splits and factor > 1.2:
+            # Big level shifts in a short series can pass for autocorrelation. Segment as if the noise
+            # were independent; if the correlation within those segments is much lower, it was the
+            # shifts (true AR noise keeps most of its correlation inside any segmentation).
+            pilot = self._segment(ranks, 1.0)
+            if pilot:
+                _, within = long_run_factor(values, [s.index for s in pilot])
+                if within < 0.75 * factor:
+                    splits = self._segment(ranks, within)
         if splits:
             # Level shifts bias the first estimate of rho upwards: re-estimate it within the segments.
             _, within = long_run_factor(values, [s.index for s in splits])
             if within < 0.9 * factor:  # a smaller factor only makes the splits found more significant
                 splits = self._segment(ranks, within, splits)
+        splits = _with_level_change(values, splits)
+        if splits and n - splits[-1].index <= self.min_size:
+            # The scan cannot place a change closer to the end than min_size; the tail test can.
+            tail = self._tail(values, splits[-2].index if len(splits) > 1 else 0)
+            if tail is not None:
+                splits[-1] = tail
         last = splits[-1].index if splits else 0
         if n - last > self.tail_min:
             tail = self._tail(values, last)
@@ -395,12 +424,13 @@ class RankScan:
         for i, split in enumerate(splits):
             before = values[bounds[i] : split.index]
             after = values[split.index : bounds[i + 2]]
+            level_before, level_after = _median(before), _median(after)
             points.append(
                 ChangePoint(
                     index=split.index,
-                    before=_median(before),
-                    after=_median(after),
-                    statistic=split.statistic,
+                    before=level_before,
+                    after=level_after,
+                    statistic=math.copysign(abs(split.statistic), level_after - level_before),
                     p_value=split.p_value,
                     n_before=len(before),
                     n_after=len(after),
@@ -409,6 +439,23 @@ class RankScan:
         if noise is not None:
             points = _above_noise_floor(points, noise, bounds, self.alpha)
         return points
+
+
+def _with_level_change(x: FloatArray, splits: list[_Split]) -> list[_Split]:
+    """Drop splits whose two segments have the same median, until none is left.
+
+    On heavily tied data (a metric that is nearly always the same value) the rank statistic's normal
+    approximation overstates significance; a "change" that leaves the level where it was is not one.
+    """
+    while splits:
+        bounds = [0, *(s.index for s in splits), len(x)]
+        same = [
+            i for i, s in enumerate(splits) if _median(x[bounds[i] : s.index]) == _median(x[s.index : bounds[i + 2]])
+        ]
+        if not same:
+            break
+        del splits[same[0]]
+    return splits
 
 
 def _above_noise_floor(

@@ -20,7 +20,8 @@ from mltest.detect.stats import student_t_sf
 
 __all__ = ["MIN_BASELINE", "Comparison", "Verdict", "compare_values"]
 
-Verdict = Literal["regression", "improvement", "unchanged", "no baseline"]
+Verdict = Literal["regression", "improvement", "changed", "unchanged", "no baseline"]
+"""``changed``: a significant shift beyond tolerance in a metric whose better direction is unknown."""
 MIN_BASELINE = 3
 """Baseline runs needed for a verdict: fewer say nothing about noise."""
 
@@ -57,7 +58,7 @@ def compare_values(
     new: float,
     *,
     tolerance: Tolerance,
-    higher_is_better: bool,
+    higher_is_better: bool | None,
     alpha: float = 0.01,
     noise: float | None = None,
     unit: str | None = None,
@@ -83,6 +84,9 @@ def compare_values(
         p = student_t_sf((new - mean) / (spread * math.sqrt(1 + 1 / n)), n - 1)
     verdict: Verdict = "unchanged"
     if p < alpha and tolerance.exceeded(old, new):
-        worse = new < old if higher_is_better else new > old
-        verdict = "regression" if worse else "improvement"
+        if higher_is_better is None:
+            verdict = "changed"
+        else:
+            worse = new < old if higher_is_better else new > old
+            verdict = "regression" if worse else "improvement"
     return result(old, p, verdict)

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_RANGE_WALK",
     "Tolerance",
     "binomial_noise",
+    "commit_ack_key",
     "commits_between",
     "find_shifts",
     "group_findings",
@@ -273,6 +274,12 @@ def _environment_changes(
     return out
 
 
+def commit_ack_key(kind: str, sha: str) -> str:
+    """The acknowledgement key that covers ``kind`` entries whose first bad commit is ``sha``: an
+    acknowledged range stays acknowledged when later runs (a bisect) narrow it to one of its commits."""
+    return f"{kind}@{sha}"
+
+
 def group_findings(findings: Iterable[Finding], acknowledged: Mapping[str, str] | None = None) -> list[Regression]:
     """One entry per (kind, culprit range): new (open, unacknowledged) regressions first, then other open
     entries, then the recovered. ``acknowledged`` maps entry or finding ids to the acknowledgement."""
@@ -285,7 +292,7 @@ def group_findings(findings: Iterable[Finding], acknowledged: Mapping[str, str] 
         rng = max((f.range for f in members), key=lambda r: len(r.commits))
         members.sort(key=lambda f: (f.test, f.metric, f.env_key))
         entry = Regression(kind=members[0].kind, range=rng, findings=tuple(members))
-        ack = acknowledged.get(entry.id)
+        ack = acknowledged.get(entry.id) or acknowledged.get(commit_ack_key(entry.kind, entry.range.bad))
         if ack is None and all(f.id in acknowledged for f in members):
             ack = acknowledged[members[0].id]
         out.append(replace(entry, acknowledged=ack) if ack is not None else entry)

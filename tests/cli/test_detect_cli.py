@@ -1,0 +1,625 @@
+"""`mltest check`, `mltest ack` and `mltest compare` against a real SQLite store filled through the store API.
+
+Every history is synthetic and seeded (numpy ``default_rng``): commits ``commit 0 .. commit N-1`` on a
+first-parent chain (each run records its whole ancestry, so the store orders commits by history), runs
+on one A100 with driver 550 unless a test says otherwise. The commands run in-process through
+``mltest.cli.main``; assertions cover the exit code and what the user reads (text or ``--json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from mltest.cli import main
+from mltest.model import Commit, Environment, Measurement, Run
+from mltest.store import open_store
+
+PROJECT = "proj"
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+Measure = Callable[[int], Sequence[Measurement]]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def environment(driver: str = "550") -> Environment:
+    return Environment(
+        "3.11", "linux-x86_64", "runner-1", "Xeon", 16, "0.1.0", gpu_model="A100", gpu_count=1, driver=driver
+    )
+
+
+def sha(i: int, branch: str = "main") -> str:
+    return hashlib.sha1(f"{branch}:{i}".encode()).hexdigest()
+
+
+def store_url(root: Path) -> str:
+    return f"sqlite:///{root}/results.db"
+
+
+def record_history(
+    root: Path,
+    n: int,
+    measure: Measure,
+    *,
+    every: int = 1,
+    branch: str = "main",
+    start: int = 0,
+    base: Sequence[str] = (),
+    driver: Callable[[int], str] = lambda i: "550",
+    project: str = PROJECT,
+) -> list[str]:
+    """Commits ``start .. n-1`` of ``branch`` on top of ``base`` (older shas, oldest first); a run at
+    every ``every``-th commit, but the ancestry of each run covers every commit. Returns the chain."""
+    store = open_store(store_url(root), root=root)
+    chain = list(base)
+    try:
+        for i in range(start, n):
+            ancestry = tuple(reversed(chain))
+            chain.append(sha(i, branch))
+            if i % every:
+                continue
+            when = (T0 + timedelta(hours=i)).isoformat()
+            commit = Commit(
+                sha(i, branch),
+                branch,
+                parents=ancestry[:1],
+                subject=f"commit {i}",
+                committed_at=when,
+                ancestry=ancestry,
+            )
+            run = Run(f"{branch}-{i}", project, "integration", commit, environment(driver(i)), started_at=when)
+            store.begin_run(run)
+            store.add_results(run.run_id, [], list(measure(i)))
+            store.finish_run(run.run_id, "passed", when)
+    finally:
+        store.close()
+    return chain
+
+
+def timing(
+    rng: np.random.Generator, test: str, level: float, *, metric: str = "step_time", sd: float = 0.02
+) -> Measurement:
+    """A step time of five repeats around ``level`` (relative noise ``sd``), lower is better by its unit."""
+    samples = tuple(float(v) for v in level * (1 + sd * rng.standard_normal(5)))
+    return Measurement(test, metric, float(np.median(samples)), "s", None, samples)
+
+
+def accuracy(rng: np.random.Generator, test: str, level: float, support: int = 10_000) -> Measurement:
+    value = float(rng.binomial(support, level) / support)
+    return Measurement(test, "accuracy", value, None, True, (value,), support=support)
+
+
+def write_config(root: Path, extra: str = "") -> None:
+    (root / "pyproject.toml").write_text(
+        f'[tool.mltest]\nproject = "{PROJECT}"\nstore_url = "sqlite:///results.db"\n{extra}', encoding="utf-8"
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory (the cwd) with ``[tool.mltest]``; no git repository around it."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path)
+    return tmp_path
+
+
+def cli(root: Path, command: str, *args: str) -> int:
+    return main([command, *args, "--project-dir", str(root)])
+
+
+def check_json(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    code = cli(root, "check", "--json", *args)
+    return code, json.loads(capsys.readouterr().out)
+
+
+def pairs(entry: dict) -> set[tuple[str, str]]:
+    return {(f["test"], f["metric"]) for f in entry["findings"]}
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def test_check_clean_history_passes(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(11)
+    record_history(
+        project,
+        60,
+        lambda i: [timing(rng, "t.py::a", 0.1), timing(rng, "t.py::b", 0.25), accuracy(rng, "t.py::eval", 0.9)],
+    )
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mltest check: 3 series over 60 commits (branch main): 0 new, 0 acknowledged,")
+    assert "REGRESSION" not in out
+    assert "DRIFT" not in out
+    code, report = check_json(project, capsys)
+    assert code == 0
+    assert report["new"] == 0
+    assert report["series"] == 3
+    assert report["regressions"] == []
+
+
+def _step_at_40(rng: np.random.Generator) -> Measure:
+    def measure(i: int) -> list[Measurement]:
+        slow = 1.3 if i >= 40 else 1.0
+        throughput = 1000 / slow * (1 + 0.02 * rng.standard_normal())
+        return [
+            timing(rng, "t.py::a", 0.1 * slow),
+            Measurement("t.py::a", "throughput", float(throughput), "items/s", True),
+            timing(rng, "t.py::b", 0.2 * slow),
+        ]
+
+    return measure
+
+
+def test_check_one_culprit_is_one_entry_listing_every_affected_metric(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_history(project, 60, _step_at_40(np.random.default_rng(1)))
+    assert cli(project, "check") == 1
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "1 new" in lines[0]
+    headers = [line for line in lines if line.startswith("REGRESSION")]
+    assert len(headers) == 1
+    assert headers[0].endswith(f"[NEW] culprit {sha(40)[:10]} 'commit 40'")
+    for test, metric in (("t.py::a", "step_time"), ("t.py::a", "throughput"), ("t.py::b", "step_time")):
+        assert any(line.startswith(f"  {test}  {metric}: ") for line in lines), (test, metric)
+    rid = headers[0].split()[1]
+    assert f'mltest ack {rid} --reason "..."' in out
+
+    code, report = check_json(project, capsys)
+    assert code == 1
+    assert report["new"] == 1
+    [entry] = report["regressions"]
+    assert entry["id"] == rid
+    assert (entry["kind"], entry["status"], entry["new"]) == ("regression", "open", True)
+    assert (entry["good"], entry["bad"], entry["culprit"]) == (sha(39), sha(40), sha(40))
+    assert entry["commits"] == [sha(40)]
+    assert pairs(entry) == {("t.py::a", "step_time"), ("t.py::a", "throughput"), ("t.py::b", "step_time")}
+    changes = {(f["test"], f["metric"]): f["rel_change"] for f in entry["findings"]}
+    assert changes[("t.py::a", "step_time")] == pytest.approx(0.3, abs=0.03)
+    assert changes[("t.py::b", "step_time")] == pytest.approx(0.3, abs=0.03)
+    assert changes[("t.py::a", "throughput")] == pytest.approx(1 / 1.3 - 1, abs=0.03)
+    assert all(f["kind"] == "regression" and f["status"] == "open" for f in entry["findings"])
+
+
+def test_check_sparse_runs_report_the_range_from_first_parent_history(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(2)
+    record_history(project, 80, lambda i: [timing(rng, "t.py::a", 0.1 * (1.3 if i >= 42 else 1.0))], every=4)
+    code, report = check_json(project, capsys)
+    assert code == 1
+    [entry] = report["regressions"]
+    assert (entry["good"], entry["bad"], entry["culprit"]) == (sha(40), sha(44), None)
+    assert entry["commits"] == [sha(i) for i in (41, 42, 43, 44)]
+
+    assert cli(project, "check") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("mltest check: 1 series over 20 commits")
+    at = next(i for i, line in enumerate(lines) if line.startswith("REGRESSION"))
+    assert lines[at].endswith(f"between {sha(40)[:10]} (last good) and {sha(44)[:10]} (first bad): 4 commits")
+    # Only the measured commit's subject is known (no git here): the others are listed by sha.
+    assert lines[at + 1 : at + 5] == [
+        f"    {sha(41)[:10]}",
+        f"    {sha(42)[:10]}",
+        f"    {sha(43)[:10]}",
+        f"    {sha(44)[:10]} 'commit 44'",
+    ]
+
+
+def test_check_recovered_regression_names_the_fix_and_passes(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(project, "[tool.mltest.metrics.accuracy]\ntolerance_abs = 0.005\n")
+    rng = np.random.default_rng(3)
+    record_history(project, 60, lambda i: [accuracy(rng, "t.py::eval", 0.88 if 30 <= i < 40 else 0.90)])
+    code, report = check_json(project, capsys)
+    assert code == 0
+    assert report["new"] == 0
+    [entry] = report["regressions"]
+    assert (entry["kind"], entry["status"], entry["new"], entry["culprit"]) == (
+        "regression",
+        "recovered",
+        False,
+        sha(30),
+    )
+    [finding] = entry["findings"]
+    assert finding["fixed_by"] == {"good": sha(39), "bad": sha(40)}
+    assert finding["before"] == pytest.approx(0.90, abs=0.003)
+    assert finding["after"] == pytest.approx(0.88, abs=0.003)
+
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert "0 new, 0 acknowledged, 1 recovered," in out
+    assert "REGRESSION" not in out
+    assert "(1 recovered, improvement and environment entries not shown: --all shows them)" in out
+    assert cli(project, "check", "--all") == 0
+    out = capsys.readouterr().out
+    assert f"[recovered] culprit {sha(30)[:10]} 'commit 30'" in out
+    assert f"recovered at {sha(40)[:10]}" in out
+
+
+def test_check_drift_of_small_steps_is_reported_once_beyond_tolerance(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_config(project, "[tool.mltest.metrics.step_time]\ntolerance = 0.05\n")
+    rng = np.random.default_rng(4)
+    record_history(project, 80, lambda i: [timing(rng, "t.py::a", 0.1 * 1.03 ** (i // 20), sd=0.003)])
+    code, report = check_json(project, capsys)
+    assert code == 1
+    [entry] = report["regressions"]  # no single step is a regression
+    assert (entry["kind"], entry["status"], entry["new"]) == ("drift", "open", True)
+    # From the first +3 % step (commit 20) to the one that took the total past 5 % (commit 40).
+    assert (entry["good"], entry["bad"], entry["culprit"]) == (sha(19), sha(40), None)
+    assert entry["commits"] == [sha(i) for i in range(20, 41)]
+    [finding] = entry["findings"]
+    assert finding["steps"] == 2
+    assert finding["rel_change"] == pytest.approx(1.03**2 - 1, abs=0.01)
+
+    assert cli(project, "check") == 1
+    out = capsys.readouterr().out
+    assert f"DRIFT {entry['id']} [NEW] between {sha(19)[:10]} (last good) and {sha(40)[:10]}" in out
+    assert f"2 smaller steps: {sha(20)[:10]}, {sha(40)[:10]}" in out
+
+
+def test_check_environment_change_is_not_blamed_on_the_commit(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    record_history(
+        project,
+        60,
+        lambda i: [timing(rng, "t.py::a", 0.1 * (1.2 if i >= 30 else 1.0))],
+        driver=lambda i: "560" if i >= 30 else "550",
+    )
+    code, report = check_json(project, capsys)
+    assert code == 0
+    assert report["new"] == 0
+    [entry] = report["regressions"]
+    assert entry["kind"] == "environment"
+    assert entry["bad"] == sha(30)
+    [finding] = entry["findings"]
+    assert finding["kind"] == "environment"
+    assert finding["note"] == "A100 x1, driver 550 -> A100 x1, driver 560"
+    assert finding["rel_change"] == pytest.approx(0.2, abs=0.04)
+
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert "0 new" in out
+    assert "1 environment changes" in out
+    assert "REGRESSION" not in out
+    assert cli(project, "check", "--all") == 0
+    assert f"environment {entry['id']} " in capsys.readouterr().out
+
+
+def test_check_improvement_passes(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(6)
+    record_history(project, 60, lambda i: [timing(rng, "t.py::a", 0.1 * (0.7 if i >= 30 else 1.0))])
+    code, report = check_json(project, capsys)
+    assert code == 0
+    [entry] = report["regressions"]
+    assert (entry["kind"], entry["new"], entry["culprit"]) == ("improvement", False, sha(30))
+    assert entry["findings"][0]["rel_change"] == pytest.approx(-0.3, abs=0.03)
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert "0 new" in out
+    assert "1 improvements" in out
+
+
+def test_check_branch_filter_ignores_other_branches(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(7)
+    main_chain = record_history(project, 40, lambda i: [timing(rng, "t.py::a", 0.1)])
+    record_history(
+        project,
+        40,
+        lambda i: [timing(rng, "t.py::a", 0.1 * (1.3 if i >= 20 else 1.0))],
+        branch="feature",
+        base=main_chain[:31],
+    )
+    assert cli(project, "check", "--branch", "main") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mltest check: 1 series over 40 commits (branch main): 0 new")
+    # The feature branch itself does have the regression.
+    code, report = check_json(project, capsys, "--branch", "feature")
+    assert code == 1
+    assert report["branch"] == "feature"
+    [entry] = report["regressions"]
+    assert entry["culprit"] == sha(20, "feature")
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_check_skips_metrics_of_unknown_direction(
+    project: Path, capsys: pytest.CaptureFixture[str], configured: bool
+) -> None:
+    if configured:
+        write_config(project, "[tool.mltest.metrics.foo_metric]\nhigher_is_better = true\n")
+    rng = np.random.default_rng(8)
+
+    def measure(i: int) -> list[Measurement]:
+        foo = float(rng.normal(1.0, 0.01) * (0.5 if i >= 30 else 1.0))
+        return [timing(rng, "t.py::a", 0.1), Measurement("t.py::a", "foo_metric", foo)]
+
+    record_history(project, 60, measure)
+    code = cli(project, "check")
+    out = capsys.readouterr().out
+    skipped = "skipped (direction unknown; set higher_is_better in [tool.mltest.metrics.NAME]): foo_metric"
+    if configured:
+        assert code == 1  # halving a higher-is-better metric
+        assert skipped not in out
+        assert f"culprit {sha(30)[:10]} 'commit 30'" in out
+    else:
+        assert code == 0
+        assert skipped in out.splitlines()
+
+
+def test_check_bad_store_scheme_is_a_one_line_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(project, "check", "--store", "ftp://host/results.db") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("mltest: error: unsupported store URL scheme 'ftp'")
+
+
+def test_check_refuses_a_store_of_a_newer_schema(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(9)
+    record_history(project, 10, lambda i: [timing(rng, "t.py::a", 0.1)])
+    engine = sa.create_engine(f"sqlite:///{project}/results.db")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE meta SET value='99' WHERE key='schema_version'")
+    finally:
+        engine.dispose()
+    for command in (["check"], ["compare"], ["ack", "r-00000000", "--reason", "x"]):
+        assert cli(project, *command) == 2, command
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1
+        assert "has schema version 99, written by a newer mltest" in captured.err
+        assert "upgrade mltest" in captured.err
+    # Refusing it did not touch it.
+    engine = sa.create_engine(f"sqlite:///{project}/results.db")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT value FROM meta WHERE key='schema_version'").scalar() == "99"
+    finally:
+        engine.dispose()
+
+
+# ----------------------------------------------------------------------------- ack
+
+
+def test_ack_makes_check_pass_and_survives_reopening(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record_history(project, 60, _step_at_40(np.random.default_rng(1)))
+    _, report = check_json(project, capsys)
+    rid = report["regressions"][0]["id"]
+
+    assert cli(project, "ack", rid, "--reason", "bigger model", "--by", "alice") == 0
+    assert capsys.readouterr().out == f"acknowledged {rid} (REGRESSION at {sha(40)[:10]}): bigger model\n"
+
+    store = open_store(store_url(project), root=project)
+    try:
+        [ack] = [a for a in store.acknowledgements() if a.target == rid]
+    finally:
+        store.close()
+    assert (ack.target, ack.reason, ack.who) == (rid, "bigger model", "alice")
+
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert "0 new, 1 acknowledged," in out
+    assert f"REGRESSION {rid} [acknowledged] culprit {sha(40)[:10]} 'commit 40'" in out
+    assert f"  acknowledged: bigger model (alice, {ack.at[:10]})" in out
+    assert "mltest ack" not in out
+    code, report = check_json(project, capsys)
+    assert code == 0
+    [entry] = report["regressions"]
+    assert (entry["new"], entry["status"]) == (False, "open")
+    assert entry["acknowledged"].startswith("bigger model (alice, ")
+
+
+def test_ack_of_the_finding_of_a_single_finding_entry(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(12)
+    record_history(project, 50, lambda i: [timing(rng, "t.py::a", 0.1 * (1.3 if i >= 25 else 1.0))])
+    _, report = check_json(project, capsys)
+    [entry] = report["regressions"]
+    [finding] = entry["findings"]
+    assert finding["id"].startswith("f-")
+    assert cli(project, "ack", finding["id"], "--reason", "expected", "--by", "bob") == 0
+    assert capsys.readouterr().out.startswith(f"acknowledged {finding['id']} (REGRESSION at {sha(25)[:10]})")
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert f"REGRESSION {entry['id']} [acknowledged]" in out
+    assert "acknowledged: expected (bob, " in out
+
+
+def test_ack_of_one_finding_of_a_group_leaves_the_entry_failing(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An entry is acknowledged when it, or every one of its findings, is."""
+    record_history(project, 60, _step_at_40(np.random.default_rng(1)))
+    _, report = check_json(project, capsys)
+    [entry] = report["regressions"]
+    first, *rest = (f["id"] for f in entry["findings"])
+    assert cli(project, "ack", first, "--reason", "expected", "--by", "bob") == 0
+    capsys.readouterr()
+    assert cli(project, "check") == 1
+    assert "[NEW]" in capsys.readouterr().out
+    for fid in rest:
+        assert cli(project, "ack", fid, "--reason", "expected", "--by", "bob") == 0
+    capsys.readouterr()
+    assert cli(project, "check") == 0
+    assert f"{entry['id']} [acknowledged]" in capsys.readouterr().out
+
+
+def test_ack_unknown_id_lists_the_open_ones(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record_history(project, 60, _step_at_40(np.random.default_rng(1)))
+    _, report = check_json(project, capsys)
+    rid = report["regressions"][0]["id"]
+    assert cli(project, "ack", "r-nope", "--reason", "bigger model") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"mltest: error: no regression or finding with id 'r-nope' on main: {rid}\n"
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_ack_needs_a_reason(project: Path, capsys: pytest.CaptureFixture[str], reason: str) -> None:
+    record_history(project, 60, _step_at_40(np.random.default_rng(1)))
+    _, report = check_json(project, capsys)
+    rid = report["regressions"][0]["id"]
+    assert cli(project, "ack", rid, "--reason", reason) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--reason is empty" in err
+    assert cli(project, "check") == 1  # nothing was stored
+    capsys.readouterr()
+
+
+def test_ack_survives_new_points_inside_the_acknowledged_range(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(2)
+
+    def measure(i: int) -> list[Measurement]:
+        return [timing(rng, "t.py::a", 0.1 * (1.3 if i >= 42 else 1.0))]
+
+    chain = record_history(project, 60, measure, every=4)
+    _, report = check_json(project, capsys)
+    rid = report["regressions"][0]["id"]
+    assert cli(project, "ack", rid, "--reason", "bigger model", "--by", "alice") == 0
+    assert cli(project, "check") == 0
+    # A bisect measures commits 41 and 42 inside the acknowledged range 40..44.
+    for i in (41, 42):
+        record_history(project, i + 1, measure, start=i, base=chain[:i])
+    capsys.readouterr()
+    assert cli(project, "check") == 0, capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def _record_run(root: Path, run_id: str, commit: Commit, measurements: Sequence[Measurement], hour: int) -> None:
+    store = open_store(store_url(root), root=root)
+    when = (T0 + timedelta(hours=hour)).isoformat()
+    try:
+        store.begin_run(Run(run_id, PROJECT, "integration", commit, environment(), started_at=when))
+        store.add_results(run_id, [], list(measurements))
+        store.finish_run(run_id, "passed", when)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def baseline(project: Path) -> Path:
+    """Ten main runs of t.py::a step_time (0.1 s) and accuracy (0.9); t.py::b only in the last two."""
+    rng = np.random.default_rng(21)
+
+    def measure(i: int) -> list[Measurement]:
+        found = [timing(rng, "t.py::a", 0.1), accuracy(rng, "t.py::a", 0.9)]
+        return [*found, timing(rng, "t.py::b", 0.5)] if i >= 8 else found
+
+    record_history(project, 10, measure)
+    return project
+
+
+def feature_commit(i: int) -> Commit:
+    parent = sha(9) if i == 0 else sha(i - 1, "feature")
+    return Commit(sha(i, "feature"), "feature", parents=(parent,), subject=f"feature {i}")
+
+
+def candidate(step_time: float) -> list[Measurement]:
+    return [
+        Measurement("t.py::a", "step_time", step_time, "s", None, (step_time,) * 5),
+        Measurement("t.py::a", "accuracy", 0.9005, None, True, (0.9005,), support=10_000),
+        Measurement("t.py::b", "step_time", 0.5, "s", None, (0.5,) * 5),
+    ]
+
+
+def _rows(out: str) -> dict[tuple[str, str], list[str]]:
+    """The table's rows by (test, metric): the cells, split on runs of two or more spaces."""
+    import re
+
+    lines = out.splitlines()
+    assert re.split(r"\s{2,}", lines[1].strip()) == ["test", "metric", "old", "new", "delta", "verdict"]
+    rows = [re.split(r"\s{2,}", line.strip()) for line in lines[2:-1]]
+    return {(r[0], r[1]): r[2:] for r in rows}
+
+
+def test_compare_flags_a_slower_branch_run(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _record_run(baseline, "cand-slow", feature_commit(0), candidate(0.13), hour=100)
+    assert cli(baseline, "compare") == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (
+        f"mltest compare: run cand-slow at {sha(0, 'feature')[:10]} (feature) against the recent runs of main on "
+        "A100 x1"
+    )
+    rows = _rows(out)
+    old, new, delta, verdict = rows[("t.py::a", "step_time")]
+    assert float(old.removesuffix(" s")) == pytest.approx(0.1, rel=0.02)
+    assert (new, verdict.split()[0]) == ("0.13 s", "regression")
+    assert float(delta.removesuffix("%")) == pytest.approx(30, abs=3)
+    assert verdict.endswith("n=10)")
+    assert rows[("t.py::a", "accuracy")][-1].startswith("unchanged")
+    assert rows[("t.py::b", "step_time")][-1] == "no baseline"
+    assert out.splitlines()[-1] == "1 regression(s), 0 improvement(s)"
+
+    assert cli(baseline, "compare", "--json") == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["run_id"], report["sha"], report["baseline"]) == ("cand-slow", sha(0, "feature"), "main")
+    metrics = {(m["test"], m["metric"]): m for m in report["metrics"]}
+    step = metrics[("t.py::a", "step_time")]
+    assert step["old"] == pytest.approx(0.1, rel=0.02)
+    assert step["new"] == 0.13
+    assert step["rel_change"] == pytest.approx(0.3, abs=0.03)
+    assert (step["verdict"], step["baseline_runs"]) == ("regression", 10)
+    assert step["p_value"] < 0.01
+    assert metrics[("t.py::a", "accuracy")]["verdict"] == "unchanged"
+    few = metrics[("t.py::b", "step_time")]
+    assert (few["verdict"], few["baseline_runs"], few["p_value"]) == ("no baseline", 2, None)
+    assert few["old"] == pytest.approx(0.5, rel=0.05)
+
+
+def test_compare_within_noise_is_unchanged(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _record_run(baseline, "cand-ok", feature_commit(0), candidate(0.1005), hour=100)
+    assert cli(baseline, "compare") == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert rows[("t.py::a", "step_time")][-1].startswith("unchanged")
+    assert rows[("t.py::a", "accuracy")][-1].startswith("unchanged")
+    assert out.splitlines()[-1] == "0 regression(s), 0 improvement(s)"
+
+
+def test_compare_commit_and_run_pick_the_run(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _record_run(baseline, "cand-slow", feature_commit(0), candidate(0.13), hour=100)
+    _record_run(baseline, "cand-ok", feature_commit(1), candidate(0.1005), hour=101)
+    assert cli(baseline, "compare") == 0  # the latest run
+    assert "run cand-ok at" in capsys.readouterr().out
+    assert cli(baseline, "compare", "--commit", sha(0, "feature")[:8]) == 1
+    assert "run cand-slow at" in capsys.readouterr().out
+    assert cli(baseline, "compare", "--run", "cand-s", "--json") == 1  # a unique prefix
+    assert json.loads(capsys.readouterr().out)["run_id"] == "cand-slow"
+
+    assert cli(baseline, "compare", "--run", "nope") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "mltest: error: no single run matches 'nope': see `mltest runs`\n"
+    assert cli(baseline, "compare", "--commit", "ffffffff") == 2
+    assert "no finished run at commit 'ffffffff'" in capsys.readouterr().err
+
+
+def test_compare_does_not_guess_the_direction_of_a_metric(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(22)
+    record_history(project, 10, lambda i: [Measurement("t.py::a", "foo_metric", float(rng.normal(1.0, 0.01)))])
+    _record_run(project, "cand", feature_commit(0), [Measurement("t.py::a", "foo_metric", 0.5)], hour=100)
+    assert cli(project, "check", "--branch", "main") == 0
+    assert "skipped (direction unknown" in capsys.readouterr().out
+    code = cli(project, "compare", "--json")
+    [row] = json.loads(capsys.readouterr().out)["metrics"]
+    assert row["verdict"] not in ("regression", "improvement")
+    assert code == 0
