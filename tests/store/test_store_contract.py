@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from mltest.errors import BackendUnavailable, StoreError
-from mltest.model import SCHEMA_VERSION, Commit, Environment, Measurement, Run, TestResult, utc_now
+from mltest.model import SCHEMA_VERSION, Acknowledgement, Commit, Environment, Measurement, Run, TestResult, utc_now
 from mltest.store import SeriesRow, Store, open_store, redact_url
 from mltest.store.history import history_frame
 from mltest.store.sql import MIGRATIONS, env_id
@@ -382,9 +382,22 @@ def test_series_filters_and_joins_commit_and_environment(store: Store) -> None:
         samples=(0.1, 0.2, 0.3),
         iqr=0.1,
         support=None,
+        fingerprint="H100 x1",
     )
     [acc] = store.series(test="t::train", metric="accuracy", branch="dev")
     assert (acc.subject, acc.committed_at, acc.higher_is_better, acc.support) == ("three", None, True, 100)
+
+
+def test_acknowledgements_are_stored_replaced_and_listed(store: Store) -> None:
+    assert store.acknowledgements() == []
+    first = Acknowledgement("r-1", "bigger model", "alice", ts(1))
+    store.add_acknowledgement(first)
+    store.add_acknowledgement(Acknowledgement("r-2", "known flake", "bob", ts(2)))
+    store.add_acknowledgement(first)  # idempotent
+    assert store.acknowledgements() == [first, Acknowledgement("r-2", "known flake", "bob", ts(2))]
+    replaced = Acknowledgement("r-1", "bigger model, confirmed", "carol", ts(3))
+    store.add_acknowledgement(replaced)
+    assert {a.target: a for a in store.acknowledgements()}["r-1"] == replaced
 
 
 def test_first_parent_links_from_ancestry_or_parents(store: Store) -> None:
