@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 
 def git(cwd: Path, *args: str, date: str | None = None, name: str = "Ada", email: str = "ada@example.com") -> str:
     """Run ``git ARGS`` in ``cwd`` and return its stripped stdout (raises on failure)."""
@@ -23,3 +25,13 @@ def git(cwd: Path, *args: str, date: str | None = None, name: str = "Ada", email
         check=True,
     )
     return proc.stdout.strip()
+
+
+def isolate_git(monkeypatch: pytest.MonkeyPatch, ceiling: Path) -> None:
+    """For code under test that runs git itself: no system/global config, no repository above
+    ``ceiling``, no GIT_DIR and friends from outside."""
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(ceiling))

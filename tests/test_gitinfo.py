@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from gitrepo import git as _git
+from gitrepo import isolate_git
 
 from mltest.gitinfo import ci_run_url, current_commit, is_pull_request
 from mltest.model import UNKNOWN_SHA
@@ -20,11 +21,7 @@ COMMITTER_DATE = "2024-03-05T08:09:10+00:00"
 @pytest.fixture(autouse=True)
 def _isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No system/global git config, no repository above tmp_path, no GIT_DIR from outside."""
-    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    isolate_git(monkeypatch, tmp_path)
 
 
 def git(cwd: Path, *args: str, date: str | None = None) -> str:

@@ -9,14 +9,13 @@ saves the second that autoloaded plugins such as hypothesis cost each of them.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gitrepo import git
+from gitrepo import git, isolate_git
 
 from mltest.cli import main
 from mltest.model import Commit, Environment, Measurement, Run
@@ -37,11 +36,7 @@ FIXED_TEST = 'from slow import COST\n\n\ndef test_speed(record):\n    record("st
 @pytest.fixture(autouse=True)
 def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No outside git config or repository; bisect's temporary worktrees go to a folder we can inspect."""
-    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    isolate_git(monkeypatch, tmp_path)
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     folder = tmp_path / "tmp"
     folder.mkdir()
