@@ -88,14 +88,10 @@ def commit_subjects(cwd: Path, shas: Iterable[str]) -> dict[str, str]:
     wanted = [s for s in dict.fromkeys(shas) if s]
     if not wanted:
         return {}
-    out = _git(cwd, "show", "-s", f"--format=%H{_SEP}%s", *wanted)
-    if out is None:  # one unknown sha fails the whole call: ask one by one
-        found = {}
-        for sha in wanted:
-            line = _git(cwd, "show", "-s", f"--format=%H{_SEP}%s", sha)
-            if line and _SEP in line:
-                found[sha] = line.split(_SEP, 1)[1]
-        return found
+    # --ignore-missing: shas this checkout does not have (shallow clone, other fork) are skipped.
+    out = _git(cwd, "log", "--no-walk=unsorted", "--ignore-missing", f"--format=%H{_SEP}%s", *wanted)
+    if out is None:
+        return {}
     return {h: subj for h, _, subj in (ln.partition(_SEP) for ln in out.splitlines())}
 
 

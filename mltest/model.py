@@ -34,6 +34,7 @@ __all__ = [
     "ShardSpec",
     "TestResult",
     "Tier",
+    "relative_change",
     "stable_id",
     "utc_now",
 ]
@@ -271,10 +272,7 @@ class ChangePoint:
 
     @property
     def rel_change(self) -> float:
-        """(after - before) / |before|; infinite when the old level was zero."""
-        if self.before == 0:
-            return 0.0 if self.delta == 0 else math.copysign(math.inf, self.delta)
-        return self.delta / abs(self.before)
+        return relative_change(self.before, self.after)
 
 
 @dataclass(frozen=True)
@@ -328,9 +326,7 @@ class Finding:
 
     @property
     def rel_change(self) -> float:
-        if self.before == 0:
-            return 0.0 if self.after == self.before else math.copysign(math.inf, self.after - self.before)
-        return (self.after - self.before) / abs(self.before)
+        return relative_change(self.before, self.after)
 
     @property
     def id(self) -> str:
@@ -359,6 +355,16 @@ class Regression:
     def is_new(self) -> bool:
         """Open, not acknowledged, and bad: what fails ``mltest check``."""
         return self.kind in ("regression", "drift") and self.status == "open" and self.acknowledged is None
+
+
+def relative_change(before: float, after: float) -> float:
+    """(after - before) / |before|; infinite (signed) when ``before`` is zero, NaN when either is NaN."""
+    delta = after - before
+    if math.isnan(delta):
+        return math.nan
+    if before == 0:
+        return 0.0 if delta == 0 else math.copysign(math.inf, delta)
+    return delta / abs(before)
 
 
 def stable_id(prefix: str, *parts: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 from gitrepo import git as _git
 from gitrepo import isolate_git
 
-from mltest.gitinfo import ci_run_url, current_commit, is_pull_request
+from mltest.gitinfo import ci_run_url, commit_subjects, current_commit, first_parent_range, is_pull_request
 from mltest.model import UNKNOWN_SHA
 
 AUTHOR_DATE = "2024-03-04T05:06:07+02:00"
@@ -274,3 +274,22 @@ def test_ci_run_url_outside_ci() -> None:
 )
 def test_is_pull_request(environ: dict[str, str], expected: bool) -> None:
     assert is_pull_request(environ) is expected
+
+
+# ----------------------------------------------------------------------------- subjects and ranges
+
+
+def test_commit_subjects_skips_commits_the_checkout_does_not_have(linear: tuple[Path, list[str]]) -> None:
+    repo, shas = linear
+    missing = "f" * 40
+    assert commit_subjects(repo, [shas[2], missing, shas[0], shas[2]]) == {shas[2]: "commit 2", shas[0]: "commit 0"}
+    assert commit_subjects(repo, []) == {}
+    assert commit_subjects(repo.parent, [shas[0]]) == {}  # not a checkout
+
+
+def test_first_parent_range_lists_good_then_every_commit_up_to_bad(linear: tuple[Path, list[str]]) -> None:
+    repo, shas = linear
+    assert first_parent_range(repo, shas[0], shas[2]) == shas
+    assert first_parent_range(repo, shas[0][:10], shas[1]) == shas[:2]
+    assert first_parent_range(repo, shas[2], shas[0]) is None  # good after bad
+    assert first_parent_range(repo, "f" * 40, shas[2]) is None

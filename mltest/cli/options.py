@@ -34,14 +34,18 @@ def add_setting_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
                 "--no-" + spec.dashed, action="store_const", const=False, dest=_dest(spec), help=argparse.SUPPRESS
             )
         else:
-            group.add_argument(
-                spec.cli_flag,
-                type=spec.argparse_type,
-                default=None,
-                dest=_dest(spec),
-                metavar=spec.metavar,
-                help=spec.help_with_default,
-            )
+            _add_valued(group, spec)
+
+
+def _add_valued(parser: argparse.ArgumentParser | argparse._ArgumentGroup, spec: OptionSpec) -> None:
+    parser.add_argument(
+        spec.cli_flag,
+        type=spec.argparse_type,
+        default=None,
+        dest=_dest(spec),
+        metavar=spec.metavar,
+        help=spec.help_with_default,
+    )
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -64,15 +68,7 @@ def to_pytest_args(values: dict[str, Any]) -> list[str]:
 
 def add_store_flags(parser: argparse.ArgumentParser) -> None:
     """``--store URL`` and ``--project-dir DIR``: what every command reading the store takes."""
-    spec = OPTIONS_BY_NAME["store_url"]
-    parser.add_argument(
-        spec.cli_flag,
-        type=spec.argparse_type,
-        default=None,
-        dest=_dest(spec),
-        metavar=spec.metavar,
-        help=spec.help_with_default,
-    )
+    _add_valued(parser, OPTIONS_BY_NAME["store_url"])
     parser.add_argument(
         "--project-dir",
         type=Path,

@@ -17,6 +17,7 @@ from typing import Literal
 
 from mltest.detect.regressions import Tolerance
 from mltest.detect.stats import student_t_sf
+from mltest.model import relative_change
 
 __all__ = ["MIN_BASELINE", "Comparison", "Verdict", "compare_values"]
 
@@ -46,9 +47,7 @@ class Comparison:
 
     @property
     def rel_change(self) -> float:
-        if self.old == 0 or math.isnan(self.old):
-            return 0.0 if self.delta == 0 else math.copysign(math.inf, self.delta)
-        return self.delta / abs(self.old)
+        return relative_change(self.old, self.new)
 
 
 def compare_values(
