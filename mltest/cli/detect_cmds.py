@@ -35,6 +35,7 @@ __all__ = [
     "check_report",
     "compare_runs",
     "direction_of",
+    "fmt_value",
     "guarded",
 ]
 
@@ -96,9 +97,20 @@ def analyze(
 
 
 # ----------------------------------------------------------------------------- text
-def _fmt(value: float, unit: str | None) -> str:
-    text = f"{value:.4g}" if math.isfinite(value) else str(value)
-    return f"{text} {unit}" if unit else text
+_SCALED = {
+    "s": ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")),
+    "bytes": ((2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB"), (1.0, "bytes")),
+}
+
+
+def fmt_value(value: float, unit: str | None) -> str:
+    """``value`` with its unit, seconds and bytes scaled to a readable prefix (472.4 µs, 1.2 GiB)."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g} {unit}" if unit else f"{value:g}"
+    for factor, name in _SCALED.get(unit or "", ()):
+        if abs(value) >= factor or factor == _SCALED[unit or ""][-1][0]:
+            return f"{value / factor:.4g} {name}"
+    return f"{value:.4g} {unit}" if unit else f"{value:.4g}"
 
 
 def _pct(rel: float) -> str:
@@ -163,7 +175,7 @@ def check_report(analysis: Analysis, *, show_all: bool = False) -> str:
             state = "" if f.status == "open" else f"  recovered at {f.fixed_by}" if f.fixed_by else "  recovered"
             p = f"p={f.p_value:.1g}" if math.isfinite(f.p_value) else ""
             lines.append(
-                f"  {f.test}  {f.metric}: {_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)} "
+                f"  {f.test}  {f.metric}: {fmt_value(f.before, f.unit)} -> {fmt_value(f.after, f.unit)} "
                 f"({_pct(f.rel_change)}{', ' + p if p else ''}) [{f.env_key}]{state}"
                 + (f"  {f.note}" if f.note and f.kind != "drift" else "")
             )
@@ -323,8 +335,8 @@ def compare_report(run: Run, baseline: str, rows: Sequence[Comparison]) -> str:
         (
             c.test,
             c.metric,
-            _fmt(c.old, c.unit) if math.isfinite(c.old) else "-",
-            _fmt(c.new, c.unit),
+            fmt_value(c.old, c.unit) if math.isfinite(c.old) else "-",
+            fmt_value(c.new, c.unit),
             _pct(c.rel_change) if math.isfinite(c.old) else "-",
             c.verdict + (f" (p={c.p_value:.1g}, n={c.baseline_runs})" if math.isfinite(c.p_value) else ""),
         )
