@@ -33,18 +33,18 @@ import numpy.typing as npt
 
 from mltest.detect import change_points
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by file path
+from _common import BENCHMARKS_MD, ROOT, machine, table, write_section
+
 FloatArray = npt.NDArray[np.float64]
 NoiseKind = Literal["gaussian", "lognormal", "ar1", "t3", "outliers"]
 Family = Literal["noise", "power", "steps"]
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 DRIVER = Path(__file__).resolve().with_name("_otava_driver.py")
 OTAVA_VENV = ROOT / ".bench" / "otava-venv"
 
 HEADING = "## Detection quality and speed (issue 4)"
 START, END = "<!-- detection:start -->", "<!-- detection:end -->"
-INTRO = "# Benchmarks\n\nNumbers produced by the scripts in benchmarks/; each section says how to reproduce it.\n"
 
 OTAVA_VERSION = "0.8.0"
 # The defaults of Otava's own CLI (`otava analyze`): otava/series.py AnalysisOptions and the
@@ -381,33 +381,15 @@ def _met(target: Target | None, value: float) -> tuple[str, str]:
     return str(target), "yes" if target.met(value) else "**no**"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.platform()}, {platform.machine()}{f' ({cpu})' if cpu else ''}, os.cpu_count()={os.cpu_count()}"
-
-
-def noise_table(results: Sequence[Result]) -> str:
+def noisetable(results: Sequence[Result]) -> str:
     rows = []
     for r in results:
         ours, theirs = alert_share(r.mltest.indices), alert_share(r.otava.indices)
         rows.append([r.corpus.spec.label, _pct(ours), _pct(theirs), *_met(r.corpus.spec.target, ours)])
-    return _table(["noise", "mltest: any alert", "Otava: any alert", "target (mltest)", "met?"], rows)
+    return table(["noise", "mltest: any alert", "Otava: any alert", "target (mltest)", "met?"], rows)
 
 
-def power_table(results: Sequence[Result]) -> str:
+def powertable(results: Sequence[Result]) -> str:
     rows = []
     for r in results:
         truth, ours = r.corpus.truth, alert_share(r.mltest.indices)
@@ -435,10 +417,10 @@ def power_table(results: Sequence[Result]) -> str:
         "target (mltest alerts)",
         "met?",
     ]
-    return _table(header, rows)
+    return table(header, rows)
 
 
-def steps_table(results: Sequence[Result]) -> str:
+def stepstable(results: Sequence[Result]) -> str:
     rows = []
     for r in results:
         ours, theirs = f1_score(r.mltest.indices, r.corpus.truth), f1_score(r.otava.indices, r.corpus.truth)
@@ -463,10 +445,10 @@ def steps_table(results: Sequence[Result]) -> str:
         "target (mltest F1)",
         "met?",
     ]
-    return _table(header, rows)
+    return table(header, rows)
 
 
-def speed_table(results: Sequence[Result]) -> str:
+def speedtable(results: Sequence[Result]) -> str:
     rows = []
     for r in results:
         ours, theirs = r.mltest.seconds, r.otava.seconds
@@ -499,7 +481,7 @@ def speed_table(results: Sequence[Result]) -> str:
         ]
     )
     header = ["corpus", "mltest total", "mltest ms/series", "Otava total", "Otava ms/series", "Otava / mltest"]
-    return _table([*header, "target", "met?"], rows)
+    return table([*header, "target", "met?"], rows)
 
 
 def target_checks(results: Sequence[Result]) -> list[tuple[str, Target, float]]:
@@ -546,7 +528,7 @@ Apache Otava {OTAVA_VERSION} into `.bench/otava-venv` on first use and reuses it
 {SERIES_QUICK} series per corpus as a smoke test.
 
 - Date: {dt.date.today().isoformat()}
-- Machine: {_machine()}
+- Machine: {machine()}
 - mltest on Python {platform.python_version()}; apache-otava {otava_version} on Python {otava_python_version}
 - {count} series per corpus, {N_POINTS} points each (one value per commit), fixed seeds per corpus
 
@@ -589,15 +571,15 @@ Rows marked — have no target (reported for context). Targets apply to mltest; 
 
 ### False alerts on noise only
 
-{noise_table(by_family["noise"])}
+{noisetable(by_family["noise"])}
 
 ### Power: one step
 
-{power_table(by_family["power"])}
+{powertable(by_family["power"])}
 
 ### F1 on multi-step series (tolerance {TOLERANCE} commits)
 
-{steps_table(by_family["steps"])}
+{stepstable(by_family["steps"])}
 
 ### Speed
 
@@ -605,21 +587,9 @@ Wall time of the detection loop only (`time.perf_counter`): mltest in-process, O
 interpreter via `benchmarks/_otava_driver.py`, both after {WARMUP} untimed warm-up series and
 excluding interpreter start, imports, corpus generation and JSON loading. One process, one core each.
 
-{speed_table(results)}
+{speedtable(results)}
 {END}
 """
-
-
-def write_section(section: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace the text between the markers (heading included) or append the section."""
-    text = path.read_text(encoding="utf-8") if path.exists() else INTRO
-    body = section.split(START, 1)[1].split(END, 1)[0]
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + START + body + END + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -640,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     section = report(results, command + " --write", about)
     print(section)
     if args.write:
-        write_section(section)
+        write_section(section, START, END)
         print(f"wrote {BENCHMARKS_MD}", file=sys.stderr)
 
 

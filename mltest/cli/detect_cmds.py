@@ -37,6 +37,7 @@ __all__ = [
     "direction_of",
     "fmt_value",
     "guarded",
+    "plural",
 ]
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
@@ -113,6 +114,11 @@ def fmt_value(value: float, unit: str | None) -> str:
     return f"{value:.4g} {unit}" if unit else f"{value:.4g}"
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 commit``, ``2 commits``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _pct(rel: float) -> str:
     return f"{rel:+.1%}" if math.isfinite(rel) else ("+inf" if rel > 0 else "-inf")
 
@@ -155,13 +161,14 @@ def check_report(analysis: Analysis, *, show_all: bool = False) -> str:
         "new": len(new),
         "acknowledged": sum(1 for r in regs if r.acknowledged and r.status == "open"),
         "recovered": sum(1 for r in regs if r.status == "recovered" and r.kind in ("regression", "drift")),
-        "improvements": sum(1 for r in regs if r.kind == "improvement"),
-        "environment changes": sum(1 for r in regs if r.kind == "environment"),
+        "improvement": sum(1 for r in regs if r.kind == "improvement"),
+        "environment change": sum(1 for r in regs if r.kind == "environment"),
     }
     where = f"branch {analysis.branch}" if analysis.branch else "all branches"
     commits = len({p.sha for s in analysis.series for p in s.points})
-    head = f"mltest check: {len(analysis.series)} series over {commits} commits ({where}): " + ", ".join(
-        f"{n} {label}" for label, n in counts.items()
+    head = f"mltest check: {len(analysis.series)} series over {plural(commits, 'commit')} ({where}): " + ", ".join(
+        plural(n, label) if label in ("improvement", "environment change") else f"{n} {label}"
+        for label, n in counts.items()
     )
     lines = [head]
     for reg in regs:
@@ -345,9 +352,11 @@ def compare_report(run: Run, baseline: str, rows: Sequence[Comparison]) -> str:
     widths = [max(len(str(r[i])) for r in (header, *table)) for i in range(len(header))]
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for r in table:
-        lines.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+        lines.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    lines[1] = lines[1].rstrip()
     bad = sum(1 for c in rows if c.verdict == "regression")
-    lines.append(f"{bad} regression(s), {sum(1 for c in rows if c.verdict == 'improvement')} improvement(s)")
+    good = sum(1 for c in rows if c.verdict == "improvement")
+    lines.append(f"{plural(bad, 'regression')}, {plural(good, 'improvement')}")
     return "\n".join(lines)
 
 
@@ -399,12 +408,35 @@ def _check(args: argparse.Namespace, extra: list[str]) -> int:
         store = open_store(settings.store_url, root=settings.project_root)
         try:
             analysis = analyze(settings, store, branch=args.branch, tier=args.tier, test=args.test, metric=args.metric)
+            if not analysis.series:
+                _nothing_to_check(settings, store, args.branch)
         finally:
             store.close()
         print(check_json(analysis) if args.json else check_report(analysis, show_all=args.all))
         return EXIT_REGRESSION if analysis.new else EXIT_OK
 
     return guarded(body)
+
+
+def _nothing_to_check(settings: Settings, store: Store, branch: str | None) -> None:
+    """No series: fine for a store nothing was recorded into yet; an error when the store holds runs of
+    other projects or branches (a misspelt project or branch would otherwise pass every check)."""
+    runs = store.runs(limit=10_000)
+    if not runs:
+        print(f"mltest check: nothing recorded in {store.url} yet", file=sys.stderr)
+        return
+    projects = sorted({r.project for r in runs})
+    branches = sorted({r.commit.branch for r in runs if r.commit.branch and r.project == settings.project_name})
+    if settings.project_name not in projects:
+        raise ConfigError(
+            f"no runs of project {settings.project_name!r} in {store.url}; it holds "
+            f"{', '.join(map(repr, projects[:10]))}: set `project` in [tool.mltest] or run from that project"
+        )
+    if branch is not None and branch not in branches:
+        raise ConfigError(
+            f"no runs of project {settings.project_name!r} on branch {branch!r}; recorded branches: "
+            f"{', '.join(branches[:10]) or 'none'} (choose one with --branch)"
+        )
 
 
 def _ack(args: argparse.Namespace, extra: list[str]) -> int:

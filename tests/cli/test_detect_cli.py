@@ -294,7 +294,7 @@ def test_check_environment_change_is_not_blamed_on_the_commit(
     assert cli(project, "check") == 0
     out = capsys.readouterr().out
     assert "0 new" in out
-    assert "1 environment changes" in out
+    assert "1 environment change" in out
     assert "REGRESSION" not in out
     assert cli(project, "check", "--all") == 0
     assert f"environment {entry['id']} " in capsys.readouterr().out
@@ -311,7 +311,7 @@ def test_check_improvement_passes(project: Path, capsys: pytest.CaptureFixture[s
     assert cli(project, "check") == 0
     out = capsys.readouterr().out
     assert "0 new" in out
-    assert "1 improvements" in out
+    assert "1 improvement, 0 environment changes" in out
 
 
 def test_check_branch_filter_ignores_other_branches(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -333,6 +333,42 @@ def test_check_branch_filter_ignores_other_branches(project: Path, capsys: pytes
     assert report["branch"] == "feature"
     [entry] = report["regressions"]
     assert entry["culprit"] == sha(20, "feature")
+
+
+def test_check_of_an_empty_store_passes_and_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(project, "check") == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("mltest check: 0 series over 0 commits")
+    assert "nothing recorded in sqlite:///results.db yet" in captured.err
+
+
+def test_check_of_a_project_with_no_runs_is_an_error_naming_the_recorded_ones(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt project name must not pass every check with "0 series"."""
+    rng = np.random.default_rng(3)
+    record_history(project, 12, lambda i: [timing(rng, "t.py::a", 0.1)], project="other")
+    record_history(project, 12, lambda i: [timing(rng, "t.py::a", 0.1)], project="third", branch="x")
+    assert cli(project, "check") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "mltest: error: no runs of project 'proj' in sqlite:///results.db; it holds 'other', 'third': "
+        "set `project` in [tool.mltest] or run from that project"
+    )
+
+
+def test_check_of_a_branch_with_no_runs_is_an_error_naming_the_recorded_ones(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(3)
+    record_history(project, 12, lambda i: [timing(rng, "t.py::a", 0.1)], branch="master")
+    assert cli(project, "check") == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "mltest: error: no runs of project 'proj' on branch 'main'; recorded branches: master (choose one with --branch)"
+    )
+    assert cli(project, "check", "--branch", "master") == 0
 
 
 @pytest.mark.parametrize("configured", [False, True])
@@ -561,13 +597,13 @@ def test_compare_flags_a_slower_branch_run(baseline: Path, capsys: pytest.Captur
     )
     rows = _rows(out)
     old, new, delta, verdict = rows[("t.py::a", "step_time")]
-    assert float(old.removesuffix(" s")) == pytest.approx(0.1, rel=0.02)
-    assert (new, verdict.split()[0]) == ("0.13 s", "regression")
+    assert float(old.removesuffix(" ms")) == pytest.approx(100, rel=0.02)  # seconds shown with a readable prefix
+    assert (new, verdict.split()[0]) == ("130 ms", "regression")
     assert float(delta.removesuffix("%")) == pytest.approx(30, abs=3)
     assert verdict.endswith("n=10)")
     assert rows[("t.py::a", "accuracy")][-1].startswith("unchanged")
     assert rows[("t.py::b", "step_time")][-1] == "no baseline"
-    assert out.splitlines()[-1] == "1 regression(s), 0 improvement(s)"
+    assert out.splitlines()[-1] == "1 regression, 0 improvements"
 
     assert cli(baseline, "compare", "--json") == 1
     report = json.loads(capsys.readouterr().out)
@@ -592,7 +628,7 @@ def test_compare_within_noise_is_unchanged(baseline: Path, capsys: pytest.Captur
     rows = _rows(out)
     assert rows[("t.py::a", "step_time")][-1].startswith("unchanged")
     assert rows[("t.py::a", "accuracy")][-1].startswith("unchanged")
-    assert out.splitlines()[-1] == "0 regression(s), 0 improvement(s)"
+    assert out.splitlines()[-1] == "0 regressions, 0 improvements"
 
 
 def test_compare_commit_and_run_pick_the_run(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -623,3 +659,25 @@ def test_compare_does_not_guess_the_direction_of_a_metric(project: Path, capsys:
     [row] = json.loads(capsys.readouterr().out)["metrics"]
     assert row["verdict"] not in ("regression", "improvement")
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (0.0004724, "s", "472.4 µs"),
+        (1.5, "s", "1.5 s"),
+        (0.25, "s", "250 ms"),
+        (3e-10, "s", "0.3 ns"),
+        (0.0, "s", "0 s"),
+        (350e6, "bytes", "333.8 MiB"),
+        (3 * 2**30, "bytes", "3 GiB"),
+        (12, "bytes", "12 bytes"),
+        (270_000.0, "samples/s", "2.7e+05 samples/s"),
+        (0.91, None, "0.91"),
+        (float("inf"), "s", "inf s"),
+    ],
+)
+def test_values_are_shown_with_readable_units(value: float, unit: str | None, text: str) -> None:
+    from mltest.cli.detect_cmds import fmt_value
+
+    assert fmt_value(value, unit) == text
