@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from gitrepo import isolate_git
 
-from mltest.cli import main
-from mltest.cli import demo_cmd
+from mltest.cli import demo_cmd, main
 from mltest.demo import MIN_COMMITS
 from mltest.store import open_store
 
@@ -42,7 +41,8 @@ def test_the_demo_names_both_culprits_and_no_neutral_commit(tmp_path: Path, caps
     # Detection named exactly the two planted commits, each for the metrics it moved.
     by_kind = {p.commit.planted: p for p in outcome.planted}
     slow, acc = by_kind["slowdown"], by_kind["accuracy"]
-    assert slow.ok and acc.ok, demo_cmd.summary(outcome)
+    assert slow.ok, demo_cmd.summary(outcome)
+    assert acc.ok, demo_cmd.summary(outcome)
     assert {f.metric for f in slow.found} >= {"step_time", "train_samples_per_s"}
     assert {f.metric for f in acc.found} == {"accuracy"}
     assert all(f.range.culprit == slow.commit.sha for f in slow.found)
@@ -64,7 +64,8 @@ def test_the_demo_names_both_culprits_and_no_neutral_commit(tmp_path: Path, caps
     # What it printed: per-commit progress, the report naming both subjects, the verdict.
     text = "\n".join(lines)
     assert sum(1 for line in lines if line.startswith("[")) == MIN_COMMITS
-    assert slow.commit.subject in text and acc.commit.subject in text
+    assert slow.commit.subject in text
+    assert acc.commit.subject in text
     assert "none of the 10 neutral commits was flagged" in text
     assert "demo passed" in text
     assert outcome.repo.is_dir(), "a --workdir the user gave is kept"
@@ -87,7 +88,8 @@ def test_too_few_commits_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_a_non_empty_workdir_is_refused_and_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
     err = _error(["demo", "--workdir", str(tmp_path)], capsys)
-    assert "not an empty directory" in err and str(tmp_path) in err
+    assert "not an empty directory" in err
+    assert str(tmp_path) in err
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
 
 

@@ -364,9 +364,9 @@ def test_check_of_a_branch_with_no_runs_is_an_error_naming_the_recorded_ones(
     record_history(project, 12, lambda i: [timing(rng, "t.py::a", 0.1)], branch="master")
     assert cli(project, "check") == 2
     err = capsys.readouterr().err.strip()
-    assert (
-        err
-        == "mltest: error: no runs of project 'proj' on branch 'main'; recorded branches: master (choose one with --branch)"
+    assert err == (
+        "mltest: error: no runs of project 'proj' on branch 'main'; recorded branches: master "
+        "(choose one with --branch)"
     )
     assert cli(project, "check", "--branch", "master") == 0
 
