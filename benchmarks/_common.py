@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +52,43 @@ def write_section(section: str, start: str, end: str, path: Path = BENCHMARKS_MD
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary table: mltest's value, what it was compared with in the same run, the
+    ratio and the target. ``value``/``unit`` are also recorded into mltest's own store."""
+
+    benchmark: str
+    case: str
+    value: float
+    unit: str
+    shown: str
+    comparison: str = ""
+    ratio: str = ""
+    target: str = ""
+    met: bool | None = None
+    """None: the row has no target (reported for information)."""
+    higher_is_better: bool | None = None
+    metric: str = ""
+    """The metric name it is recorded under (default: derived from ``case``)."""
+
+    @property
+    def metric_name(self) -> str:
+        if self.metric:
+            return self.metric
+        return "".join(c if c.isalnum() else "_" for c in self.case.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rows: list[Row]
+    section: str | None = None
+    """The benchmark's detail section for BENCHMARKS.md, between ``start`` and ``end``."""
+    start: str = ""
+    end: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def met_text(met: bool | None) -> str:
+    return "—" if met is None else ("yes" if met else "**no**")

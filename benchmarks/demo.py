@@ -2,7 +2,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/demo.py [--seeds 10] [--commits 12] [--write]
+    python -m benchmarks --only demo [--quick] [--write]     # as part of the suite (quick: 2 seeds)
+    python -m benchmarks.demo [--seeds 10] [--commits 12] [--write]
 
 Each seed runs the whole demo in a fresh process (``python -m mltest demo --seed S --device cpu
 --workdir DIR``), exactly what a user runs, and reads the outcome back from the kept store by
@@ -23,9 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by file path
-from _common import BENCHMARKS_MD, ROOT, machine, table, write_section
-
+from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, machine, table, write_section
 from mltest.cli.demo_cmd import INTEGRATION_TEST
 from mltest.cli.detect_cmds import analyze
 from mltest.config import load_settings
@@ -176,23 +175,84 @@ Per seed (Δ as detected: the step time at the slowdown commit, accuracy points 
 """
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=10, help="how many seeds (0, 1, ...), default 10")
-    parser.add_argument("--commits", type=int, default=MIN_COMMITS, help=f"commits per demo (default {MIN_COMMITS})")
-    parser.add_argument("--write", action="store_true", help=f"replace the demo section of {BENCHMARKS_MD.name}")
-    args = parser.parse_args(argv)
+def run_seeds(seeds: int, commits: int) -> list[DemoRun]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="mltest-demo-bench-") as tmp:
-        for seed in range(args.seeds):
-            run = run_one(seed, args.commits, Path(tmp) / f"seed-{seed}")
+        for seed in range(seeds):
+            run = run_one(seed, commits, Path(tmp) / f"seed-{seed}")
             print(
                 f"seed {seed}: {run.seconds:.0f} s, slowdown {'found' if run.slowdown_found else 'MISSED'}, "
                 f"accuracy {'found' if run.accuracy_found else 'MISSED'}, {run.false_flags} false flags",
                 file=sys.stderr,
             )
             runs.append(run)
-    command = f"python benchmarks/demo.py --seeds {args.seeds}" + (
+    return runs
+
+
+def rows(runs: Sequence[DemoRun], commits: int) -> list[Row]:
+    worst = max(r.seconds for r in runs)
+    both = sum(r.slowdown_found and r.accuracy_found for r in runs)
+    false_total = sum(r.false_flags for r in runs)
+    neutral = len(runs) * (commits - 3)
+    return [
+        Row(
+            "demo",
+            f"wall time, {commits} commits (worst of {len(runs)})",
+            worst,
+            "s",
+            f"{worst:.0f} s",
+            f"median {statistics.median(r.seconds for r in runs):.0f} s",
+            "",
+            f"≤ {TARGET_SECONDS:.0f} s",
+            worst <= TARGET_SECONDS,
+            False,
+            "wall_time",
+        ),
+        Row(
+            "demo",
+            "both planted commits named",
+            both / len(runs),
+            "ratio",
+            f"{both} of {len(runs)} seeds",
+            "",
+            "",
+            "all",
+            both == len(runs),
+            True,
+            "planted_found",
+        ),
+        Row(
+            "demo",
+            "neutral commits flagged",
+            false_total,
+            "commits",
+            f"{false_total} of {neutral}",
+            "",
+            "",
+            "0",
+            false_total == 0,
+            False,
+            "false_flags",
+        ),
+    ]
+
+
+def run(quick: bool) -> Outcome:
+    """For ``python -m benchmarks``: 10 seeds (2 with ``quick``)."""
+    seeds = 2 if quick else 10
+    runs = run_seeds(seeds, MIN_COMMITS)
+    command = "python -m benchmarks" + (" --quick" if quick else "") + " --write"
+    return Outcome(rows(runs, MIN_COMMITS), report(runs, MIN_COMMITS, command), START, END)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10, help="how many seeds (0, 1, ...), default 10")
+    parser.add_argument("--commits", type=int, default=MIN_COMMITS, help=f"commits per demo (default {MIN_COMMITS})")
+    parser.add_argument("--write", action="store_true", help=f"replace the demo section of {BENCHMARKS_MD.name}")
+    args = parser.parse_args(argv)
+    runs = run_seeds(args.seeds, args.commits)
+    command = f"python -m benchmarks.demo --seeds {args.seeds}" + (
         f" --commits {args.commits}" if args.commits != MIN_COMMITS else ""
     )
     section = report(runs, args.commits, command + " --write")

@@ -2,7 +2,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/detection.py [--quick] [--series N] [--otava-python PATH] [--write]
+    python -m benchmarks --only detection [--quick] [--write]         # as part of the suite
+    python -m benchmarks.detection [--quick] [--series N] [--otava-python PATH] [--write]
 
 Synthetic per-commit series (200 points, unit-sd noise, fixed seeds) in three families: noise only
 (false alerts), one step (power), and one to four steps (F1). Both detectors see the same values:
@@ -31,10 +32,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, machine, table, write_section
 from mltest.detect import change_points
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by file path
-from _common import BENCHMARKS_MD, ROOT, machine, table, write_section
 
 FloatArray = npt.NDArray[np.float64]
 NoiseKind = Literal["gaussian", "lognormal", "ar1", "t3", "outliers"]
@@ -592,6 +591,65 @@ excluding interpreter start, imports, corpus generation and JSON loading. One pr
 """
 
 
+def rows(results: Sequence[Result]) -> list[Row]:
+    """The summary rows: each quality target, mltest beside Otava on the same corpus, and the speed."""
+    out = []
+    for what, target, value in target_checks(results):
+        if what.startswith("speed"):
+            ours = sum(r.mltest.seconds for r in results)
+            theirs = sum(r.otava.seconds for r in results)
+            series = sum(r.count for r in results)
+            out.append(
+                Row(
+                    "detector",
+                    "time per series",
+                    1000 * ours / series,
+                    "ms",
+                    f"{1000 * ours / series:.2f} ms",
+                    f"Otava {1000 * theirs / series:.2f} ms",
+                    f"{value:.1f}x faster",
+                    f"{target}x faster",
+                    target.met(value),
+                    False,
+                    "ms_per_series",
+                )
+            )
+            continue
+        result = next(r for r in results if r.corpus.spec.target is target)
+        spec = result.corpus.spec
+        if spec.family == "steps":
+            theirs = f1_score(result.otava.indices, result.corpus.truth).f1
+            shown, other = f"{value:.3f}", f"Otava {theirs:.3f}"
+        else:
+            theirs = alert_share(result.otava.indices)
+            shown, other = _pct(value), f"Otava {_pct(theirs)}"
+        ratio = f"{value / theirs:.2f}" if theirs > 0 else "—"
+        out.append(
+            Row(
+                "detector",
+                what,
+                value,
+                "ratio",
+                shown,
+                other,
+                ratio,
+                str(target),
+                target.met(value),
+                spec.family != "noise",
+            )
+        )
+    return out
+
+
+def run(quick: bool) -> Outcome:
+    """For ``python -m benchmarks``: Otava from ``.bench/otava-venv`` (created on first use)."""
+    count = SERIES_QUICK if quick else SERIES_FULL
+    python = otava_python(None)
+    results = run_all(count, python)
+    command = "python -m benchmarks" + (" --quick" if quick else "") + " --write"
+    return Outcome(rows(results), report(results, command, otava_about(python)), START, END)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"{SERIES_QUICK} series per corpus (smoke test)")
@@ -605,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if about[0] != OTAVA_VERSION:
         print(f"warning: apache-otava {about[0]} is installed, the benchmark is for {OTAVA_VERSION}", file=sys.stderr)
     results = run_all(count, python)
-    command = "python benchmarks/detection.py" + (" --quick" if args.quick and not args.series else "")
+    command = "python -m benchmarks.detection" + (" --quick" if args.quick and not args.series else "")
     command += f" --series {args.series}" if args.series else ""
     section = report(results, command + " --write", about)
     print(section)

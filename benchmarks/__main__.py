@@ -1,0 +1,103 @@
+"""``python -m benchmarks [--quick] [--only NAME[,NAME]] [--write] [--no-record]``.
+
+Runs each benchmark in one process, one after another (our machines are noisy: the comparisons of a
+row are measured in the same run, back to back), prints one Markdown table, and with ``--write``
+replaces the summary and each benchmark's detail section in BENCHMARKS.md. Every row is recorded into
+mltest's own store (the repository's ``[tool.mltest]`` store) as test ``benchmarks/NAME``: mltest
+watches its own speed the way it watches yours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+
+from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, machine, met_text, table, write_section
+
+# In the order they run. Each is a module of this package with ``run(quick: bool) -> Outcome``.
+BENCHMARKS = ("detection", "demo")
+START, END = "<!-- summary:start -->", "<!-- summary:end -->"
+
+
+def summary_table(rows: Sequence[Row]) -> str:
+    return table(
+        ["benchmark", "case", "mltest", "compared with (same run)", "ratio", "target", "met?"],
+        [[r.benchmark, r.case, r.shown, r.comparison, r.ratio, r.target, met_text(r.met)] for r in rows],
+    )
+
+
+def summary_section(rows: Sequence[Row], command: str, seconds: float) -> str:
+    missed = [r for r in rows if r.met is False]
+    with_target = [r for r in rows if r.met is not None]
+    verdict = f"{len(with_target) - len(missed)} of {len(with_target)} targets met" + (
+        "; missed: " + "; ".join(f"{r.benchmark}: {r.case}" for r in missed) if missed else ""
+    )
+    return f"""## Summary
+
+{START}
+`{command}` on {dt.date.today().isoformat()}, {seconds / 60:.1f} minutes.
+Machine: {machine()}.
+
+{verdict}.
+
+{summary_table(rows)}
+{END}
+"""
+
+
+def record(name: str, rows: Sequence[Row]) -> None:
+    import mltest
+
+    with mltest.recording(f"benchmarks/{name}", project_dir=ROOT) as rec:
+        for row in rows:
+            rec(row.metric_name, row.value, row.unit, row.higher_is_better)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--quick", action="store_true", help="smaller inputs: a smoke test in minutes")
+    parser.add_argument(
+        "--only", action="append", default=None, metavar="NAME", help=f"run only these (of {', '.join(BENCHMARKS)})"
+    )
+    parser.add_argument("--write", action="store_true", help=f"update {BENCHMARKS_MD.name}")
+    parser.add_argument("--no-record", action="store_true", help="do not record the rows into mltest's store")
+    args = parser.parse_args(argv)
+    names = [n for given in args.only or [] for n in given.split(",") if n] or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}")
+    started = time.perf_counter()
+    rows: list[Row] = []
+    outcomes: dict[str, Outcome] = {}
+    for name in names:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        outcome = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
+        print(f"   {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        outcomes[name] = outcome
+        rows += outcome.rows
+        if not args.no_record:
+            record(name, outcome.rows)
+    command = (
+        "python -m benchmarks" + (" --quick" if args.quick else "") + "".join(f" --only {n}" for n in args.only or [])
+    )
+    section = summary_section(rows, command + (" --write" if args.write else ""), time.perf_counter() - started)
+    print(section)
+    if args.write:
+        if args.only:
+            print("--only: the summary table is not written (it would drop the other rows)", file=sys.stderr)
+        else:
+            write_section(section, START, END)
+        for outcome in outcomes.values():
+            if outcome.section:
+                write_section(outcome.section, outcome.start, outcome.end)
+        print(f"wrote {BENCHMARKS_MD}", file=sys.stderr)
+    return 1 if any(r.met is False for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
