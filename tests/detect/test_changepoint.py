@@ -812,3 +812,35 @@ def test_a_constant_offset_moves_only_the_levels(x: np.ndarray, offset: int) -> 
     ]
     assert [(cp.before, cp.after) for cp in moved] == [(cp.before + offset, cp.after + offset) for cp in found]
     assert change_points(x) == found  # deterministic
+
+
+# ----------------------------------------------------------------------------- short series: exact p-values
+@pytest.mark.parametrize(("n1", "n2"), [(1, 1), (1, 4), (2, 3), (3, 3), (4, 5), (5, 2)])
+def test_exact_u_distribution_matches_enumeration(n1: int, n2: int) -> None:
+    from mltest.detect.changepoint import _u_counts
+
+    counts = [0] * (n1 * n2 + 1)
+    for first in itertools.combinations(range(n1 + n2), n1):
+        second = set(range(n1 + n2)) - set(first)
+        counts[sum(1 for a in first for b in second if a > b)] += 1
+    assert list(_u_counts(n1, n2)) == counts
+
+
+@pytest.mark.parametrize(("n", "k"), [(16, 5), (16, 11), (12, 5), (12, 7), (20, 5), (20, 15)])
+def test_big_step_in_a_short_series_is_found_where_it_is(n: int, k: int) -> None:
+    """Too short for the normal approximation to reach significance (it is conservative in the far tail);
+    exact Wilcoxon p-values do."""
+    rng = np.random.default_rng(n * 100 + k)
+    found = 0
+    for _ in range(20):
+        values = 1 + 0.05 * rng.standard_normal(n)
+        values[k:] *= 1.5
+        found += any(abs(cp.index - k) <= 1 for cp in change_points(values))
+    assert found >= 19
+
+
+@pytest.mark.parametrize("n", [10, 12, 16, 24, 40])
+def test_short_noise_series_stay_quiet(n: int) -> None:
+    rng = np.random.default_rng(n)
+    alerts = sum(bool(change_points(rng.standard_normal(n))) for _ in range(600))
+    assert alerts / 600 <= 0.02
