@@ -17,8 +17,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from mltest.errors import ConfigError
 from mltest.model import BUDGET_MODES, DEVICE_MODES, TIERS, BudgetMode, DeviceMode, MetricSpec, ShardSpec, Tier
 
@@ -338,6 +336,8 @@ def _read_pyproject(path: Path) -> Mapping[str, object] | None:
 
 
 def _read_yaml(path: Path) -> Mapping[str, object]:
+    import yaml  # only for mltest.yaml: most projects configure in pyproject.toml
+
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -21,6 +21,7 @@ import torch
 from gitrepo import git
 
 import mltest
+import mltest.recorder as recorder_module
 from mltest.errors import RecordError, StoreError
 from mltest.model import Commit, Environment, Measurement, MetricSpec, Run, TestResult
 from mltest.recorder import (
@@ -536,7 +537,7 @@ def test_run_recorder_begin_writes_the_run_and_a_journal(tmp_path: Path) -> None
 
 def test_run_recorder_journals_each_test_and_finish_cleans_up(tmp_path: Path) -> None:
     store = MemoryStore()
-    recorder = RunRecorder(store, make_run(), tmp_path / "spool", flush_seconds=3600)
+    recorder = RunRecorder(store, make_run(), tmp_path / "spool", flush_seconds=3600, flush_measured_seconds=0)
     recorder.begin()
     recorder.add_test(TestResult("t::a", "passed", 0.1))
     recorder.add_test(TestResult("t::b", "failed", 0.2), [measurement("t::b"), measurement("t::b", "loss", 0.3)])
@@ -561,10 +562,51 @@ def test_run_recorder_journals_each_test_and_finish_cleans_up(tmp_path: Path) ->
     assert recorder.store_errors == []
 
 
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.transactions = 0
+
+    def add_results(self, run_id: str, results: Sequence[TestResult], measurements: Sequence[Measurement]) -> None:
+        self.transactions += 1
+        super().add_results(run_id, results, measurements)
+
+
+def test_fast_tests_are_sent_in_batches_and_measurements_within_a_tenth_of_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(recorder_module.time, "monotonic", lambda: clock[0])
+    store = CountingStore()
+    recorder = RunRecorder(store, make_run(), tmp_path / "spool")
+    recorder.begin()
+    for i in range(300):  # 300 plain tests in 0.3 s: no transaction yet
+        clock[0] += 0.001
+        recorder.add_test(TestResult(f"t::p{i}", "passed", 0.001))
+    assert store.transactions == 0
+    clock[0] += 0.75  # over a second since the last flush
+    recorder.add_test(TestResult("t::late", "passed", 0.001))
+    assert store.transactions == 1
+    assert len(store.results("run1")) == 301
+    # measured tests: sent once a tenth of a second has passed, with what is pending
+    recorder.add_test(TestResult("t::m1", "passed", 0.01), [measurement("t::m1")])
+    assert store.transactions == 1
+    clock[0] += 0.11
+    recorder.add_test(TestResult("t::m2", "passed", 0.01), [measurement("t::m2")])
+    assert store.transactions == 2
+    assert {m.test for m in store.run_measurements("run1")} == {"t::m1", "t::m2"}
+    # flush_max bounds a batch however fast the tests are
+    for i in range(500):
+        recorder.add_test(TestResult(f"t::q{i}", "passed", 0.0))
+    assert store.transactions == 3
+    recorder.finish("passed")
+    assert len(store.results("run1")) == 803
+
+
 def test_a_failing_store_keeps_everything_in_the_journal(tmp_path: Path, dead_pid: int) -> None:
     spool = tmp_path / "spool"
     failing = FailingStore()
-    recorder = RunRecorder(failing, make_run(pid=dead_pid), spool)
+    recorder = RunRecorder(failing, make_run(pid=dead_pid), spool, flush_measured_seconds=0)
     recorder.begin()
     recorder.add_test(TestResult("t::a", "passed", 0.1), [measurement("t::a")])  # must not raise
     assert len(recorder.store_errors) == 1
