@@ -183,21 +183,22 @@ def _exact_split(
 ) -> _Split | None:
     """The split of an untied short segment with the smallest exact two-sided Wilcoxon p-value,
     Bonferroni over ``offsets``; with autocorrelation (``factor`` > 1) the exact p becomes a z-score
-    that is shrunk like the CUSUM's. ``None`` when the segment has ties (the normal path handles them)."""
+    that is shrunk like the CUSUM's. ``None`` when every value is the same."""
     m = len(seg)
-    order = np.argsort(seg, kind="stable")
-    if np.any(np.diff(seg[order]) == 0):
+    ranks = _ranks(seg)  # mid-ranks: a tie counts half to each side
+    if ranks[0] == ranks[-1] and np.all(ranks == ranks[0]):
         return None
-    ranks = np.empty(m)
-    ranks[order] = np.arange(1, m + 1)
     rank_sums = np.cumsum(ranks)
     best_p, best_j = 1.0, -1
     for j, k in enumerate(offsets.tolist()):
         cdf = _u_cdf(k, m - k)
-        u = round(float(rank_sums[k - 1]) - k * (k + 1) / 2)
-        lower = float(cdf[u])
-        upper = 1.0 - float(cdf[u - 1]) if u > 0 else 1.0
-        p = 2.0 * min(lower, upper)
+        # With ties U can be a half-integer. Its tail under the untied distribution (which is wider
+        # than the tied one) is a conservative p-value.
+        u = float(rank_sums[k - 1]) - k * (k + 1) / 2
+        lower = float(cdf[math.floor(u)])
+        high = math.ceil(u)
+        upper = 1.0 - float(cdf[high - 1]) if high > 0 else 1.0
+        p = min(1.0, 2.0 * min(lower, upper))
         if p < best_p:
             best_p, best_j = p, j
     if best_j < 0:
@@ -329,8 +330,16 @@ class RankScan:
             var = offsets[None, :] * (length - offsets[None, :]) / (length - 1) * s2 * factor
             t = np.divide(sums, np.sqrt(var), out=np.zeros_like(sums), where=var > 1e-12)
             row, col = divmod(int(np.argmax(np.abs(t))), len(offsets))
-            if abs(t[row, col]) > abs(best_stat):
-                best_stat, best_index = float(t[row, col]), int(starts[row] + offsets[col])
+            stat, index = float(t[row, col]), int(starts[row] + offsets[col])
+            if length <= EXACT_MAX:
+                # The most extreme interval of this length, with its exact p-value turned into a z-score
+                # (a short excursion is where the normal approximation is most conservative).
+                start = int(starts[row])
+                exact = _exact_split(ranks.x[start : start + length], start, offsets, factor, t[row])
+                if exact is not None and abs(exact.statistic) > abs(stat):
+                    stat, index = exact.statistic, exact.index
+            if abs(stat) > abs(best_stat):
+                best_stat, best_index = stat, index
             tried += t.size
             length //= 2
         if best_index < 0:

@@ -844,3 +844,19 @@ def test_short_noise_series_stay_quiet(n: int) -> None:
     rng = np.random.default_rng(n)
     alerts = sum(bool(change_points(rng.standard_normal(n))) for _ in range(600))
     assert alerts / 600 <= 0.02
+
+
+def test_a_recovered_drop_in_a_short_tied_series_is_found_at_both_ends() -> None:
+    """An accuracy (binomial, so tied values) that drops for 10 of 60 commits and comes back: short
+    excursions are tested with exact p-values in the seeded intervals too, ties included."""
+    rng = np.random.default_rng(5)
+    values = [rng.binomial(10_000, 0.85 if 20 <= i < 30 else 0.9) / 10_000 for i in range(60)]
+    assert len(set(values)) < len(values)  # ties
+    assert [cp.index for cp in change_points(values)] == [20, 30]
+
+
+@pytest.mark.parametrize("n", [40, 60, 100])
+def test_tied_noise_stays_quiet(n: int) -> None:
+    rng = np.random.default_rng(n + 7)
+    alerts = sum(bool(change_points(np.round(rng.standard_normal(n), 1))) for _ in range(400))
+    assert alerts / 400 <= 0.02
