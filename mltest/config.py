@@ -245,6 +245,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         _text,
         metavar="NAME",
     ),
+    OptionSpec(
+        "repo_url",
+        None,
+        "repository web URL for commit links in reports, e.g. https://github.com/ORG/REPO "
+        "(default: from GitHub Actions or GitLab CI variables)",
+        _text,
+        metavar="URL",
+    ),
     OptionSpec("record", True, "record runs, test outcomes and measurements into the store", _bool, is_bool=True),
     OptionSpec(
         "record_pull_requests",
@@ -281,6 +289,7 @@ class Settings:
     slowest: int = 5
     store_url: str = DEFAULT_STORE_URL
     project: str | None = None
+    repo_url: str | None = None
     record: bool = True
     record_pull_requests: bool = False
     metrics: Mapping[str, MetricSpec] = field(default_factory=lambda: MappingProxyType({}))

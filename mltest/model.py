@@ -231,6 +231,7 @@ class SeriesPoint:
     """:attr:`Environment.fingerprint` of the runs behind the point."""
     subject: str | None = None
     runs: int = 1
+    committed_at: str | None = None
 
 
 @dataclass(frozen=True)

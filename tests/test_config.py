@@ -555,7 +555,8 @@ def test_file_values_are_parsed(tmp_path: Path) -> None:
         tmp_path,
         'tier = "ALL"\ndevice = "cpu"\nunit_budget = 0\nbudget_mode = "off"\nintegration_timeout = 60\n'
         'fail_on_skip = true\nseed = 123\ndeterministic = "yes"\nshard = "1/2"\nslowest = 10\n'
-        'store_url = "sqlite:///r.db"\nproject = "p"\nrecord = false\nrecord_pull_requests = true\n',
+        'store_url = "sqlite:///r.db"\nproject = "p"\nrepo_url = "https://git.example/p"\nrecord = false\n'
+        'record_pull_requests = true\n',
     )
     settings = load_settings(tmp_path, environ={})
     assert settings == Settings(
@@ -571,6 +572,7 @@ def test_file_values_are_parsed(tmp_path: Path) -> None:
         slowest=10,
         store_url="sqlite:///r.db",
         project="p",
+        repo_url="https://git.example/p",
         record=False,
         record_pull_requests=True,
     )

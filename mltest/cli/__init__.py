@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mltest.cli import bisect_cmd, config_cmd, demo_cmd, detect_cmds, run_cmd, store_cmds
+from mltest.cli import bisect_cmd, config_cmd, demo_cmd, detect_cmds, report_cmd, run_cmd, store_cmds
 from mltest.errors import MltestError
 
 __all__ = ["main"]
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_cmds.add_parsers(commands)
     detect_cmds.add_parsers(commands)
     bisect_cmd.add_parser(commands)
+    report_cmd.add_parsers(commands)
     demo_cmd.add_parser(commands)
     return parser
 

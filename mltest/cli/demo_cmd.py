@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mltest.cli.detect_cmds import Analysis, analyze, check_report, fmt_value
+from mltest.cli.detect_cmds import Analysis, analyze
+from mltest.cli.report_cmd import build_report, render
 from mltest.config import load_settings
 from mltest.demo import MAX_COMMITS, MIN_COMMITS, ScriptedCommit, apply, copy_project, history
 from mltest.errors import ConfigError, MltestError
 from mltest.model import Finding
+from mltest.report.fmt import fmt_value
 from mltest.store import Store, open_store
 
 __all__ = ["CommitRun", "DemoOutcome", "Planted", "add_parser", "demo"]
@@ -81,6 +83,8 @@ class DemoOutcome:
     """Findings (of any kind but environment) that name or include a neutral commit."""
     seconds: float
     kept: bool
+    report: Path | None = None
+    """The HTML report (kept even when the work directory is not)."""
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -199,6 +203,7 @@ def demo(
     seed: int = 0,
     device: str = "auto",
     echo: Callable[[str], None] = print,
+    color: bool = False,
 ) -> DemoOutcome:
     """Build the example repository, replay the scripted history, record every commit, detect."""
     scripted = history(commits)
@@ -241,6 +246,11 @@ def demo(
         assert store is not None  # history() gives at least MIN_COMMITS commits
         analysis = analyze(settings, store, branch="main")
         planted, false_flags = _verdict(runs, scripted, analysis)
+        report = build_report(settings, store, analysis, environ={})
+        # The HTML report lives next to a temporary work directory (which is removed), else in the store's folder.
+        html_path = (repo / ".mltest" if keep else base.parent / f"{base.name}-report") / "report.html"
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render(report, "html"), encoding="utf-8")
         outcome = DemoOutcome(
             repo=repo,
             store_url=settings.store_url,
@@ -250,9 +260,10 @@ def demo(
             false_flags=false_flags,
             seconds=time.perf_counter() - started,
             kept=keep,
+            report=html_path,
         )
         echo("")
-        echo(check_report(analysis, show_all=True))
+        echo(render(report, "text", color=color))
         echo("")
         echo(summary(outcome))
         return outcome
@@ -288,6 +299,8 @@ def summary(outcome: DemoOutcome) -> str:
     lines.append(
         f"{'demo passed' if outcome.ok else 'demo FAILED'}: {len(outcome.commits)} commits in {outcome.seconds:.0f} s"
     )
+    if outcome.report is not None:
+        lines.append(f"HTML report (charts of every series): {outcome.report}")
     if outcome.kept:
         lines += [
             f"the repository and its store are kept in {outcome.repo}; look around with:",
@@ -295,7 +308,8 @@ def summary(outcome: DemoOutcome) -> str:
             "  git log --oneline                 # the scripted history",
             "  mltest runs                       # every recorded run",
             f"  mltest history {INTEGRATION_TEST} step_time",
-            "  mltest check --all                # the report above, again",
+            "  mltest check --all                # the regressions, as a CI check (exit 1 on new ones)",
+            "  mltest report --format markdown   # the same report for a PR comment",
         ]
     else:
         lines.append("(the work directory was removed; `mltest demo --keep` keeps the repository and its store)")
@@ -359,5 +373,8 @@ def add_parser(commands: Any) -> None:
 
 
 def _handle(args: argparse.Namespace, extra: list[str]) -> int:
-    outcome = demo(commits=args.commits, workdir=args.workdir, keep=args.keep, seed=args.seed, device=args.device)
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    outcome = demo(
+        commits=args.commits, workdir=args.workdir, keep=args.keep, seed=args.seed, device=args.device, color=color
+    )
     return 0 if outcome.ok else 1

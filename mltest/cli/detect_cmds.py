@@ -24,6 +24,7 @@ from mltest.errors import ConfigError, MltestError
 from mltest.gitinfo import commit_subjects
 from mltest.model import Acknowledgement, Finding, Regression, Run, Series, SeriesPoint, utc_now
 from mltest.recorder import infer_direction
+from mltest.report.fmt import fmt_pct, fmt_value, plural
 from mltest.store import Store, open_store
 from mltest.store.history import load_series
 
@@ -35,9 +36,7 @@ __all__ = [
     "check_report",
     "compare_runs",
     "direction_of",
-    "fmt_value",
     "guarded",
-    "plural",
 ]
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
@@ -98,29 +97,7 @@ def analyze(
 
 
 # ----------------------------------------------------------------------------- text
-_SCALED = {
-    "s": ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")),
-    "bytes": ((2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB"), (1.0, "bytes")),
-}
-
-
-def fmt_value(value: float, unit: str | None) -> str:
-    """``value`` with its unit, seconds and bytes scaled to a readable prefix (472.4 µs, 1.2 GiB)."""
-    if not math.isfinite(value) or value == 0:
-        return f"{value:g} {unit}" if unit else f"{value:g}"
-    for factor, name in _SCALED.get(unit or "", ()):
-        if abs(value) >= factor or factor == _SCALED[unit or ""][-1][0]:
-            return f"{value / factor:.4g} {name}"
-    return f"{value:.4g} {unit}" if unit else f"{value:.4g}"
-
-
-def plural(n: int, noun: str) -> str:
-    """``1 commit``, ``2 commits``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _pct(rel: float) -> str:
-    return f"{rel:+.1%}" if math.isfinite(rel) else ("+inf" if rel > 0 else "-inf")
+_pct = fmt_pct
 
 
 def _commit_line(sha: str, subjects: dict[str, str]) -> str:

@@ -116,6 +116,7 @@ def load_series(store: Store, **filters: Any) -> list[Series]:
                     fingerprint=fingerprint,
                     subject=rows[0].subject,
                     runs=len(rows),
+                    committed_at=rows[0].committed_at,
                 )
             )
         last = next(reversed(next(reversed(points.values()))))

@@ -355,7 +355,8 @@ def test_every_setting_has_a_config_show_flag(project: Path, capsys: pytest.Capt
     argv = ["config", "show", "--json"]
     expected = Settings(tier="all", device="cpu", unit_budget=1.0, budget_mode="warn", integration_timeout=9.0,
                         fail_on_skip=True, seed=4, deterministic=True, shard=ShardSpec(1, 2), slowest=3,
-                        store_url="sqlite:///other.db", project="proj", record=True, record_pull_requests=True)
+                        store_url="sqlite:///other.db", project="proj", repo_url="https://git.example/proj", record=True,
+                        record_pull_requests=True)
     for spec in OPTIONS:
         value = getattr(expected, spec.name)
         argv += [spec.cli_flag] if spec.is_bool else [spec.cli_flag, str(value)]

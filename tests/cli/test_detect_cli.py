@@ -678,6 +678,6 @@ def test_compare_does_not_guess_the_direction_of_a_metric(project: Path, capsys:
     ],
 )
 def test_values_are_shown_with_readable_units(value: float, unit: str | None, text: str) -> None:
-    from mltest.cli.detect_cmds import fmt_value
+    from mltest.report.fmt import fmt_value
 
     assert fmt_value(value, unit) == text
