@@ -250,7 +250,9 @@ def render(report: Report, fmt: str, *, color: bool = False) -> str:
     if fmt == "text":
         from mltest.report.text import render_text
 
-        return render_text(report, color=color)
+        import shutil
+
+        return render_text(report, color=color, width=max(100, shutil.get_terminal_size((100, 24)).columns))
     if fmt == "markdown":
         from mltest.report.markdown import render_markdown
 

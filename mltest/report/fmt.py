@@ -47,7 +47,9 @@ def fmt_value(value: float, unit: str | None) -> str:
         for factor, name in scales:
             if abs(value) >= factor or factor == scales[-1][0]:
                 return f"{value / factor:.4g} {name}"
-    return f"{value:.4g} {unit}" if unit else f"{value:.4g}"
+    # Large counts and rates read better whole, with separators: 184,869 samples/s, not 1.849e+05.
+    text = f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
+    return f"{text} {unit}" if unit else text
 
 
 def fmt_pct(rel: float) -> str:

@@ -672,7 +672,7 @@ def test_compare_does_not_guess_the_direction_of_a_metric(project: Path, capsys:
         (350e6, "bytes", "333.8 MiB"),
         (3 * 2**30, "bytes", "3 GiB"),
         (12, "bytes", "12 bytes"),
-        (270_000.0, "samples/s", "2.7e+05 samples/s"),
+        (270_000.0, "samples/s", "270,000 samples/s"),
         (0.91, None, "0.91"),
         (float("inf"), "s", "inf s"),
     ],

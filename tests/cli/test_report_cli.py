@@ -142,3 +142,41 @@ def test_report_command_errors_are_one_line(project: Path, capsys: pytest.Captur
     err = capsys.readouterr().err.strip()
     assert err.startswith("mltest: error: --since 'zzz'")
     assert len(err.splitlines()) == 1
+
+
+def test_notify_posts_the_new_regression_to_a_webhook_and_never_prints_its_url(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+    import threading
+
+    received: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _history(project)
+        url = f"http://127.0.0.1:{server.server_address[1]}/hooks/SECRET-TOKEN"
+        monkeypatch.setenv("MLTEST_WEBHOOK_URL", url)
+        assert cli(project, "notify", "--kind", "json") == 0
+        out = capsys.readouterr()
+        assert "SECRET" not in out.out + out.err
+        [body] = received
+        payload = json.loads(body)
+        [regression] = payload["regressions"]
+        assert regression["culprit"] == sha(40)
+        monkeypatch.delenv("MLTEST_WEBHOOK_URL")
+        assert cli(project, "notify") == 2
+        assert "no webhook" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
