@@ -522,13 +522,15 @@ class SqlStore:
         project: str | None = None,
     ) -> list[SeriesRow]:
         m, r, c, e = measurements_t, runs_t, commits_t, envs_t
+        # The environment's JSON is read once per environment, not once per row, and rows are
+        # unpacked as tuples: this is the hot read path (a 10k-commit series).
         query = sa.select(
             r.c.run_id,
             r.c.sha,
             r.c.branch,
             r.c.tier,
             r.c.project,
-            e.c.env_key,
+            r.c.env_id,
             r.c.started_at,
             c.c.committed_at,
             c.c.subject,
@@ -540,43 +542,68 @@ class SqlStore:
             m.c.samples,
             m.c.iqr,
             m.c.support,
-            e.c.data,
-        ).select_from(m.join(r, r.c.run_id == m.c.run_id).join(c, c.c.sha == r.c.sha).join(e, e.c.env_id == r.c.env_id))
+        ).select_from(m.join(r, r.c.run_id == m.c.run_id).join(c, c.c.sha == r.c.sha))
+        if env_key is not None:
+            query = query.join(e, e.c.env_id == r.c.env_id).where(e.c.env_key == env_key)
         for column, value in (
             (m.c.test, test),
             (m.c.metric, metric),
             (r.c.branch, branch),
             (r.c.tier, tier),
-            (e.c.env_key, env_key),
             (r.c.project, project),
         ):
             if value is not None:
                 query = query.where(column == value)
         with self._read("reading history") as conn:
             rows = conn.execute(query).all()
-        fingerprints = {data: _environment(data).fingerprint for data in {x.data for x in rows}}
+            env_ids = {row[5] for row in rows}
+            envs: dict[str, tuple[str, str]] = {}
+            if env_ids:
+                for env_id, key, data in conn.execute(
+                    sa.select(e.c.env_id, e.c.env_key, e.c.data).where(e.c.env_id.in_(sorted(env_ids)))
+                ):
+                    envs[env_id] = (key, _environment(data).fingerprint)
+        loads = json.loads
         return [
             SeriesRow(
-                x.run_id,
-                x.sha,
-                x.branch,
-                x.tier,
-                x.project,
-                x.env_key,
-                x.started_at,
-                x.committed_at,
-                x.subject,
-                x.test,
-                x.metric,
-                x.value,
-                x.unit,
-                x.higher_is_better,
-                tuple(json.loads(x.samples)),
-                x.iqr,
-                x.support,
-                fingerprints[x.data],
+                run_id,
+                sha,
+                row_branch,
+                row_tier,
+                row_project,
+                envs[env_id][0],
+                started_at,
+                committed_at,
+                subject,
+                row_test,
+                row_metric,
+                value,
+                unit,
+                higher_is_better,
+                tuple(loads(samples)),
+                iqr,
+                support,
+                envs[env_id][1],
             )
-            for x in rows
+            for (
+                run_id,
+                sha,
+                row_branch,
+                row_tier,
+                row_project,
+                env_id,
+                started_at,
+                committed_at,
+                subject,
+                row_test,
+                row_metric,
+                value,
+                unit,
+                higher_is_better,
+                samples,
+                iqr,
+                support,
+            ) in rows
         ]
 
     def first_parent_links(self) -> dict[str, str]:
