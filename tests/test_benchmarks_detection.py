@@ -148,3 +148,21 @@ def test_section_is_appended_then_replaced_in_place(bench: ModuleType, tmp_path:
     assert "old numbers" not in text
     assert text.count(bench.HEADING) == 1
     assert text.endswith("## Another section\n\nkept\n")
+
+
+def test_every_series_of_the_full_corpora_is_detected_without_error_or_warning(bench: ModuleType) -> None:
+    """Regression: a steps-gaussian series (seed 301, number 232) once made two refined change points
+    meet at one index (an empty segment: a crash in the middle of the benchmark)."""
+    import warnings
+
+    from mltest.detect import change_points
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for spec in bench.SPECS:
+            corpus = bench.generate(spec, bench.SERIES_FULL)
+            for series in corpus.series:
+                points = change_points(series)
+                indices = [cp.index for cp in points]
+                assert indices == sorted(set(indices))
+                assert all(0 < i < len(series) for i in indices)

@@ -84,7 +84,7 @@ def long_run_factor(values: Sequence[float] | FloatArray, boundaries: Sequence[i
     r = _ranks(x)
     if boundaries:
         edges = [0, *boundaries, len(r)]
-        resid = np.concatenate([r[a:b] - r[a:b].mean() for a, b in itertools.pairwise(edges)])
+        resid = np.concatenate([r[a:b] - r[a:b].mean() for a, b in itertools.pairwise(edges) if b > a])
         same = np.ones(len(r) - 1, dtype=bool)
         same[np.asarray(boundaries) - 1] = False
         den = float(np.mean(resid * resid))
@@ -377,11 +377,17 @@ class RankScan:
         scale = float(np.max(np.abs(w - w.mean())))
         w = (w - w.mean()) / scale if scale > 0 else w - w.mean()  # squares of huge or tiny units stay finite
         bounds = [0, *(s.index for s in splits), len(x)]
-        refined = []
+        refined: list[_Split] = []
         for i, split in enumerate(splits):
-            a, b = bounds[i], bounds[i + 2]
+            # Left of it: the already refined neighbour, so two neighbours cannot meet at one index.
+            a = refined[-1].index if refined else 0
+            b = bounds[i + 2]
             reach = 3 * self.min_size
             k = np.arange(max(a + self.min_size, split.index - reach), min(b - self.min_size, split.index + reach) + 1)
+            if len(k) == 0:  # no room to move it: keep it where the scan put it, if that is still a split
+                if a < split.index < b:
+                    refined.append(split)
+                continue
             seg = w[a:b]
             cums = np.cumsum(seg)
             total, m = cums[-1], len(seg)
