@@ -70,6 +70,17 @@ def test_the_demo_names_both_culprits_and_no_neutral_commit(tmp_path: Path, caps
     assert "demo passed" in text
     assert outcome.repo.is_dir(), "a --workdir the user gave is kept"
 
+    # The HTML report of this real store: every recorded series has its chart data, both entries are new.
+    assert outcome.report is not None
+    assert outcome.report == outcome.repo / ".mltest" / "report.html"
+    page = outcome.report.read_text(encoding="utf-8")
+    assert f"HTML report (charts of every series): {outcome.report}" in text
+    for metric in ("accuracy", "step_time", "train_samples_per_s"):
+        assert metric in page
+    assert slow.commit.sha[:10] in page
+    assert acc.commit.sha[:10] in page
+    assert "http://" not in page.split("<body", 1)[0]  # nothing loaded from the network
+
 
 def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert main(argv) == 2
