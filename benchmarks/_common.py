@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,15 @@ class Outcome:
     start: str = ""
     end: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def emit(section: str, start: str, end: str, write: bool) -> None:
+    """What each benchmark's own ``main`` ends with: print the section, and with ``--write`` put it
+    into BENCHMARKS.md."""
+    print(section)
+    if write:
+        write_section(section, start, end)
+        print(f"wrote {BENCHMARKS_MD}", file=sys.stderr)
 
 
 def met_text(met: bool | None) -> str:

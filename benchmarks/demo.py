@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, machine, table, write_section
+from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, emit, machine, table
 from mltest.cli.demo_cmd import INTEGRATION_TEST
 from mltest.cli.detect_cmds import analyze
 from mltest.config import load_settings
@@ -256,10 +256,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f" --commits {args.commits}" if args.commits != MIN_COMMITS else ""
     )
     section = report(runs, args.commits, command + " --write")
-    print(section)
-    if args.write:
-        write_section(section, START, END)
-        print(f"wrote {BENCHMARKS_MD}", file=sys.stderr)
+    emit(section, START, END, args.write)
 
 
 if __name__ == "__main__":

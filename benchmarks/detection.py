@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, machine, table, write_section
+from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, emit, machine, table
 from mltest.detect import change_points
 
 FloatArray = npt.NDArray[np.float64]
@@ -666,10 +666,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = "python -m benchmarks.detection" + (" --quick" if args.quick and not args.series else "")
     command += f" --series {args.series}" if args.series else ""
     section = report(results, command + " --write", about)
-    print(section)
-    if args.write:
-        write_section(section, START, END)
-        print(f"wrote {BENCHMARKS_MD}", file=sys.stderr)
+    emit(section, START, END, args.write)
 
 
 if __name__ == "__main__":

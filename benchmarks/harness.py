@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import BENCHMARKS_MD, Outcome, Row, machine, met_text, table, write_section
+from benchmarks._common import BENCHMARKS_MD, Outcome, Row, emit, machine, met_text, table
 
 NAME = "harness"
 START, END = "<!-- harness:start -->", "<!-- harness:end -->"
@@ -466,10 +466,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     args = parser.parse_args(None if argv is None else list(argv))
     results = measure_for(args.quick)
     section = report(results, "python -m benchmarks.harness" + (" --quick" if args.quick else "") + " --write")
-    print(section)
-    if args.write:
-        write_section(section, START, END)
-        print(f"wrote {BENCHMARKS_MD}", file=sys.stderr)
+    emit(section, START, END, args.write)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.benchmark import Measurement, Timer
 
-from benchmarks._common import BENCHMARKS_MD, Outcome, Row, machine, met_text, table, write_section
+from benchmarks._common import BENCHMARKS_MD, Outcome, Row, emit, machine, met_text, table
 from mltest.recorder import NoisyTimingWarning, Record
 
 NAME = "timing"
@@ -587,10 +587,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         + (f" --seconds {args.seconds:g}" if args.seconds is not None else "")
     )
     section = report(result, command + " --write")
-    print(section)
-    if args.write:
-        write_section(section, START, END)
-        print(f"wrote {BENCHMARKS_MD}", file=sys.stderr)
+    emit(section, START, END, args.write)
 
 
 if __name__ == "__main__":

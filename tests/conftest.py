@@ -1,12 +1,18 @@
-"""Shared test setup: pytester, and a clean environment for every plugin run we start."""
+"""Shared test setup: pytester, the PostgreSQL fixtures (tests/pgfixtures.py), a clean environment for
+every plugin run we start, and the benchmark modules (``bench``)."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "pgfixtures"]  # tests/pgfixtures.py: pg_instance, pg_server, pg_url
 
 # In-process pytester runs restore sys.modules afterwards; a C extension such as torch cannot be
 # imported a second time in one process, so import it here, once, before any inner run does.
@@ -25,6 +31,18 @@ except ImportError:  # pragma: no cover - the test install always has both
 import pandas  # noqa: E402, F401
 import sqlalchemy.dialects.postgresql.psycopg  # noqa: E402
 import sqlalchemy.dialects.sqlite  # noqa: E402, F401
+
+
+@pytest.fixture(scope="module")
+def bench(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """``benchmarks.<BENCHMARK>`` (the test module's ``BENCHMARK``), imported from the repository root:
+    benchmarks/ is a package of the repository, not installed with mltest."""
+    root = str(Path(__file__).resolve().parents[1])
+    sys.path.insert(0, root)
+    try:
+        yield importlib.import_module(f"benchmarks.{request.module.BENCHMARK}")
+    finally:
+        sys.path.remove(root)
 
 
 @pytest.fixture(autouse=True)

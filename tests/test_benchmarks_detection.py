@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -14,17 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[ModuleType]:
-    """``benchmarks.detection``, imported from the repository root (benchmarks/ is not installed)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        yield importlib.import_module("benchmarks.detection")
-    finally:
-        sys.path.remove(str(ROOT))
+BENCHMARK = "detection"  # the module the shared ``bench`` fixture (tests/conftest.py) imports
 
 
 def _spec(bench: ModuleType, key: str) -> object:

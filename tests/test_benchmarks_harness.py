@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -17,17 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[ModuleType]:
-    """``benchmarks.harness``, imported from the repository root (benchmarks/ is not installed)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        yield importlib.import_module("benchmarks.harness")
-    finally:
-        sys.path.remove(str(ROOT))
+BENCHMARK = "harness"  # the module the shared ``bench`` fixture (tests/conftest.py) imports
 
 
 def _collected(bench: ModuleType, root: Path) -> int:

@@ -4,9 +4,7 @@ PostgreSQL (counts read back through the API), its read checks hold, and its row
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,33 +17,7 @@ from mltest.store import Store, open_store
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[ModuleType]:
-    """``benchmarks.store``, imported from the repository root (benchmarks/ is not installed)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        yield importlib.import_module("benchmarks.store")
-    finally:
-        sys.path.remove(str(ROOT))
-
-
-@pytest.fixture(scope="module")
-def pg_instance() -> Iterator[pgserver.PostgresServer]:
-    """A PostgreSQL server for this module (the pattern of tests/store/conftest.py)."""
-    if pgserver.find_bin_dir() is None:
-        pgserver.service_missing(pgserver.MISSING_MESSAGE)
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pgserver.service_missing("psycopg is not installed: pip install 'mltest[postgres]'")
-    server = pgserver.PostgresServer.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+BENCHMARK = "store"  # the module the shared ``bench`` fixture (tests/conftest.py) imports
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -265,8 +237,8 @@ def test_report_is_one_section_between_the_markers(bench: ModuleType, tmp_path: 
     assert section.startswith(bench.HEADING + "\n\n" + bench.START)
     assert section.rstrip().endswith(bench.END)
     assert (
-        "| insert 100k measurements (1,000 runs), as the recorder batches them | 0.45 s | 0.90 s | 2.0x | ≤ 2.00 s | yes |"
-        in section
+        "| insert 100k measurements (1,000 runs), as the recorder batches them "
+        "| 0.45 s | 0.90 s | 2.0x | ≤ 2.00 s | yes |" in section
     )
     assert "| read a 10k-commit series, store.series | 15.0 ms | 20.0 ms | 1.3x | ≤ 20.0 ms | yes |" in section
     assert "49,995,000 link rows" in section  # the quadratic cost of passing the whole ancestry

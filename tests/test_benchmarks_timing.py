@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -15,17 +11,7 @@ import torch
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[ModuleType]:
-    """``benchmarks.timing``, imported from the repository root (benchmarks/ is not installed)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        yield importlib.import_module("benchmarks.timing")
-    finally:
-        sys.path.remove(str(ROOT))
+BENCHMARK = "timing"  # the module the shared ``bench`` fixture (tests/conftest.py) imports
 
 
 def _comparison(bench: ModuleType, **changes: object) -> object:

@@ -248,9 +248,9 @@ def build_report(
 # ----------------------------------------------------------------------------- rendering
 def render(report: Report, fmt: str, *, color: bool = False) -> str:
     if fmt == "text":
-        from mltest.report.text import render_text
-
         import shutil
+
+        from mltest.report.text import render_text
 
         return render_text(report, color=color, width=max(100, shutil.get_terminal_size((100, 24)).columns))
     if fmt == "markdown":

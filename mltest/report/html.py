@@ -41,13 +41,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from mltest.report.fmt import clean_text, safe_url
+from mltest.report.fmt import clean_text, fmt_pct, safe_url
 from mltest.report.fmt import fmt_value as _fmt_value
 from mltest.report.model import CommitView, EntryView, FindingView, Report, SeriesView
 
 __all__ = ["render_html"]
 
 # ----------------------------------------------------------------------------- untrusted text
+
 
 def _esc(text: str | None, limit: int | None = None) -> str:
     """Cleaned and escaped for HTML text and (double-quoted) attribute values."""
@@ -67,17 +68,13 @@ def _fragment(prefix: str, key: str) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- numbers
 
+
 def fmt_value(value: float, unit: str | None) -> str:
     """:func:`mltest.report.fmt.fmt_value` of a cleaned unit; ``n/a`` for nan."""
     return "n/a" if math.isnan(value) else _fmt_value(value, clean_text(unit) or None)
 
 
-def _pct(rel: float) -> str:
-    if math.isnan(rel):
-        return "n/a"
-    if math.isinf(rel):
-        return "+inf" if rel > 0 else "-inf"
-    return f"{rel:+.1%}"
+_pct = fmt_pct
 
 
 def _confidence(confidence: float) -> str:

@@ -755,7 +755,7 @@ def test_pg_fixtures_without_server_binaries(
         monkeypatch.delenv("MLTEST_REQUIRE_SERVICES", raising=False)
     else:
         monkeypatch.setenv("MLTEST_REQUIRE_SERVICES", required)
-    pytester.makeconftest(Path(__file__).with_name("conftest.py").read_text(encoding="utf-8"))
+    pytester.makeconftest(Path(__file__).parents[1].joinpath("pgfixtures.py").read_text(encoding="utf-8"))
     pytester.makepyfile(test_needs_pg="def test_it(pg_url):\n    raise AssertionError('never runs')\n")
     result = pytester.runpytest("-rsE", "-p", "no:cacheprovider")
     result.assert_outcomes(**outcome)

@@ -1,4 +1,5 @@
-"""Store fixtures: a real PostgreSQL server per test process, and a fresh database per test.
+"""PostgreSQL fixtures (a pytest plugin, loaded by tests/conftest.py): a real server per test
+process, started when a test first asks for one, and a fresh database per test.
 
 Without the server binaries the PostgreSQL tests skip, unless MLTEST_REQUIRE_SERVICES=1 (CI), where a
 missing service fails the run instead: a required service must never turn into a silent skip.
