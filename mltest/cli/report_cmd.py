@@ -252,7 +252,9 @@ def render(report: Report, fmt: str, *, color: bool = False) -> str:
 
         from mltest.report.text import render_text
 
-        return render_text(report, color=color, width=max(100, shutil.get_terminal_size((100, 24)).columns))
+        # As wide as the terminal; in a CI log (not a terminal) wide enough that test ids are not cut.
+        width = max(100, shutil.get_terminal_size((100, 24)).columns) if sys.stdout.isatty() else 240
+        return render_text(report, color=color, width=width)
     if fmt == "markdown":
         from mltest.report.markdown import render_markdown
 
