@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -243,8 +244,8 @@ def test_report_is_one_section_between_the_markers(bench: ModuleType, tmp_path: 
     assert "| read a 10k-commit series, store.series | 15.0 ms | 20.0 ms | 1.3x | ≤ 20.0 ms | yes |" in section
     assert "49,995,000 link rows" in section  # the quadratic cost of passing the whole ancestry
     target = tmp_path / "BENCHMARKS.md"
-    bench.write_section(section, bench.START, bench.END, target)
-    bench.write_section(section.replace("1.80 s", "1.70 s"), bench.START, bench.END, target)
+    sys.modules["benchmarks._common"].write_section(section, bench.START, bench.END, target)
+    sys.modules["benchmarks._common"].write_section(section.replace("1.80 s", "1.70 s"), bench.START, bench.END, target)
     text = target.read_text(encoding="utf-8")
     assert text.count(bench.HEADING) == 1
     assert "1.70 s" in text
