@@ -860,3 +860,25 @@ def test_tied_noise_stays_quiet(n: int) -> None:
     rng = np.random.default_rng(n + 7)
     alerts = sum(bool(change_points(np.round(rng.standard_normal(n), 1))) for _ in range(400))
     assert alerts / 400 <= 0.02
+
+
+def test_skipping_hopeless_exact_p_values_changes_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact p-value is only computed when a normal z-score is within EXACT_MARGIN of significance
+    (a speed-up): on short and long, tied and untied series, with and without steps, the change
+    points and p-values are exactly those of always computing it."""
+    import mltest.detect.changepoint as module
+
+    rng = np.random.default_rng(11)
+    series = []
+    for n in (10, 12, 16, 20, 30, 40, 60, 120, 200):
+        for _ in range(30):
+            values = rng.standard_normal(n)
+            values[rng.integers(3, n - 3) :] += rng.choice([0.0, 1.0, 2.0, 4.0])
+            series += [values, np.round(values, 1)]
+
+    def results() -> list[list[tuple[int, float]]]:
+        return [[(c.index, c.p_value) for c in change_points(v)] for v in series]
+
+    fast = results()
+    monkeypatch.setattr(module, "_hopeless", lambda positions, alpha: -1.0)
+    assert results() == fast
