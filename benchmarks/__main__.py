@@ -49,6 +49,57 @@ Machine: {machine()}.
 """
 
 
+def merged_section(current: str, rows: Sequence[Row], command: str) -> str:
+    """The summary of BENCHMARKS.md (``current``) with the rows of the benchmarks in ``rows`` replaced
+    (in place, in their order) and the verdict recomputed; other rows are kept as they were."""
+    if START not in current or END not in current:
+        return summary_section(rows, command, 0.0)
+    head, body = current.split(START, 1)[1].split(END, 1)[0].split("\n| benchmark |", 1)
+    lines = ("| benchmark |" + body).strip("\n").splitlines()
+    header, rule, old = lines[0], lines[1], lines[2:]
+    replaced = {r.benchmark for r in rows}
+    new = summary_table(rows).splitlines()[2:]
+    out: list[str] = []
+    for line in old:
+        if line.split("|")[1].strip() in replaced:
+            out += new
+            new = []
+        else:
+            out.append(line)
+    out += new  # benchmarks not in the table before go last
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in out]
+    missed = [f"{c[0]}: {c[1]}" for c in cells if c[-1] == "**no**"]
+    judged = [c for c in cells if c[-1] in ("yes", "**no**")]
+    verdict = f"{len(judged) - len(missed)} of {len(judged)} targets met" + (
+        "; missed: " + "; ".join(missed) if missed else ""
+    )
+    names = ", ".join(sorted(replaced))
+    # Keep the full run's stamp and earlier partial updates of other benchmarks.
+    stamp = "\n".join(
+        line
+        for line in head.strip().splitlines()
+        if line.startswith("`") or (line.startswith("Rows of ") and not line.startswith(f"Rows of {names} "))
+    )
+    return (
+        f"""## Summary
+
+{START}
+{stamp}
+Rows of {names} since: `{command}` on {dt.date.today().isoformat()}.
+Machine: {machine()}.
+
+{verdict}.
+
+{header}
+{rule}
+"""
+        + "\n".join(out)
+        + f"""
+{END}
+"""
+    )
+
+
 def record(name: str, rows: Sequence[Row]) -> None:
     import mltest
 
@@ -89,9 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(section)
     if args.write:
         if args.only:
-            print("--only: the summary table is not written (it would drop the other rows)", file=sys.stderr)
-        else:
-            write_section(section, START, END)
+            # Only these benchmarks' rows change; the others keep the numbers of their last run.
+            current = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.exists() else ""
+            section = merged_section(current, rows, command + " --write")
+        write_section(section, START, END)
         for outcome in outcomes.values():
             if outcome.section:
                 write_section(outcome.section, outcome.start, outcome.end)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import sys
 from pathlib import Path
@@ -156,3 +157,33 @@ def test_every_series_of_the_full_corpora_is_detected_without_error_or_warning(b
                 indices = [cp.index for cp in points]
                 assert indices == sorted(set(indices))
                 assert all(0 < i < len(series) for i in indices)
+
+
+def test_only_replaces_its_own_rows_of_the_summary(bench: ModuleType, tmp_path: Path) -> None:
+    """`python -m benchmarks --only NAME --write`: the other benchmarks' rows keep their numbers."""
+    main = importlib.import_module("benchmarks.__main__")
+    common = sys.modules["benchmarks._common"]
+
+    def row(benchmark: str, case: str, shown: str, met: bool | None) -> object:
+        return common.Row(benchmark, case, 1.0, "s", shown, "", "", "t" if met is not None else "", met)
+
+    full = main.summary_section(
+        [
+            row("harness", "overhead", "+44%", False),
+            row("detector", "speed", "3.9x", False),
+            row("demo", "time", "79 s", True),
+        ],
+        "python -m benchmarks --write",
+        60.0,
+    )
+    partial = main.merged_section(
+        full, [row("detector", "speed", "12x", True), row("detector", "F1", "0.99", True)], "cmd"
+    )
+    assert "| harness | overhead | +44% |" in partial
+    assert "| demo | time | 79 s |" in partial
+    assert "3.9x" not in partial
+    table = [line for line in partial.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [line.split("|")[1].strip() for line in table] == ["harness", "detector", "detector", "demo"]
+    assert "3 of 4 targets met; missed: harness: overhead." in partial
+    assert "`python -m benchmarks --write` on" in partial
+    assert "Rows of detector since: `cmd`" in partial
