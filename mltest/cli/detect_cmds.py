@@ -365,7 +365,13 @@ def add_parsers(commands: Any) -> None:
     which.add_argument("--run", default=None, dest="run_id", help="the run to compare (default: the latest run)")
     which.add_argument("--commit", default=None, help="compare the latest run at this commit (SHA or prefix)")
     cmp_.add_argument("--last", type=int, default=20, help="how many recent baseline runs (default: 20)")
-    cmp_.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    cmp_.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="text (a table), markdown (the PR-check view for a comment or job summary) or json (default: text)",
+    )
+    cmp_.add_argument("--json", action="store_true", help="the same as --format json")
     add_store_flags(cmp_)
     cmp_.set_defaults(handler=_compare)
 
@@ -441,7 +447,7 @@ def _compare(args: argparse.Namespace, extra: list[str]) -> int:
             )
         finally:
             store.close()
-        if args.json:
+        if args.json or args.format == "json":
             print(
                 json.dumps(
                     {
@@ -466,6 +472,26 @@ def _compare(args: argparse.Namespace, extra: list[str]) -> int:
                     indent=2,
                 )
             )
+        elif args.format == "markdown":
+            from mltest.cli.report_cmd import commit_url, repo_url_from
+            from mltest.report.markdown import render_comparison_markdown
+            from mltest.report.model import ComparisonReport, ComparisonView
+
+            view = ComparisonReport(
+                run_id=run.run_id,
+                sha=run.commit.sha,
+                branch=run.commit.branch,
+                baseline=args.baseline,
+                env_key=run.environment.key,
+                rows=tuple(
+                    ComparisonView(
+                        c.test, c.metric, c.unit, c.old, c.new, c.rel_change, c.p_value, c.verdict, c.baseline_runs
+                    )
+                    for c in rows
+                ),
+                commit_url=commit_url(repo_url_from(settings, os.environ), run.commit.sha),
+            )
+            sys.stdout.write(render_comparison_markdown(view))
         else:
             print(compare_report(run, args.baseline, rows))
         return EXIT_REGRESSION if any(c.verdict == "regression" for c in rows) else EXIT_OK

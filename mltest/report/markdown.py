@@ -33,9 +33,9 @@ from mltest.report.fmt import (
     short_sha,
     status_counts,
 )
-from mltest.report.model import EntryView, FindingView, Report
+from mltest.report.model import ComparisonReport, EntryView, FindingView, Report
 
-__all__ = ["MIN_CHARS", "md_text", "render_markdown"]
+__all__ = ["MIN_CHARS", "md_text", "render_comparison_markdown", "render_markdown"]
 
 MIN_CHARS = 1_000
 """The smallest ``max_chars`` :func:`render_markdown` accepts."""
@@ -398,3 +398,50 @@ def _fit(text: str, max_chars: int) -> str:
     note = f"\n_… cut to {max_chars} characters ({FULL_REPORT_HINT})._\n"
     cut = text.rfind("\n", 0, max_chars - len(note))
     return text[: max(cut, 0)] + note
+
+
+_NONE = "\u2013"  # an en dash: no value
+_VERDICT_MARK = {"regression": "❌", "improvement": "🚀", "changed": "⚠️", "unchanged": "✅", "no baseline": "\u2796"}
+
+
+def render_comparison_markdown(cmp: ComparisonReport, *, max_chars: int = 65_000) -> str:
+    """``mltest compare`` as a PR check: a verdict line and one table row per metric, regressions
+    first; cut with a note to stay under ``max_chars``."""
+    order = {"regression": 0, "changed": 1, "improvement": 2, "unchanged": 3, "no baseline": 4}
+    rows = sorted(cmp.rows, key=lambda r: (order.get(r.verdict, 5), r.test, r.metric))
+    sha = _link(f"<code>{md_text(short_sha(cmp.sha), prose=False)}</code>", cmp.commit_url)
+    bad = cmp.regressions
+    head = [
+        "## mltest compare",
+        "",
+        (f"❌ **{plural(bad, 'regression')}**" if bad else "✅ **no regressions**")
+        + f" in run {md_code(cmp.run_id[:12])} at {sha} ({md_code(cmp.branch or 'no branch')}) against the recent "
+        + f"runs of {md_code(cmp.baseline)} on {md_code(cmp.env_key)}",
+        "",
+        "| Verdict | Test | Metric | Baseline | This run | Δ | p | Baseline runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines: list[str] = []
+    used = sum(len(line) + 1 for line in head)
+    for i, r in enumerate(rows):
+        old = md_text(fmt_value(r.old, r.unit)) if math.isfinite(r.old) else _NONE
+        cells = [
+            f"{_VERDICT_MARK.get(r.verdict, '')} {md_text(r.verdict)}",
+            md_code(r.test, 120),
+            md_code(r.metric, 80),
+            old,
+            md_text(fmt_value(r.new, r.unit)),
+            md_text(fmt_pct(r.rel_change)) if math.isfinite(r.old) else _NONE,
+            f"{r.p_value:.1g}" if math.isfinite(r.p_value) else _NONE,
+            str(r.baseline_runs),
+        ]
+        line = "| " + " | ".join(cells) + " |"
+        if used + len(line) + 200 > max_chars:
+            lines.append("")
+            lines.append(f"… {plural(len(rows) - i, 'more metric')} not shown (`mltest compare --format json` has all)")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    if not rows:
+        lines.append("| " + _NONE + " | (the run recorded no measurements) | | | | | | |")
+    return "\n".join(head + lines) + "\n"

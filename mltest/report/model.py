@@ -15,6 +15,8 @@ from typing import Literal
 __all__ = [
     "REPORT_SCHEMA_VERSION",
     "CommitView",
+    "ComparisonReport",
+    "ComparisonView",
     "EntryStatus",
     "EntryView",
     "FindingView",
@@ -175,3 +177,37 @@ class Report:
     def commit(self, sha: str) -> CommitView:
         """What the report knows about ``sha`` (a bare view when nothing)."""
         return self._by_sha.get(sha) or CommitView(sha)
+
+
+@dataclass(frozen=True)
+class ComparisonView:
+    """One metric of a run against the baseline branch's recent runs (``mltest compare``)."""
+
+    test: str
+    metric: str
+    unit: str | None
+    old: float
+    """The baseline's median (nan without a baseline)."""
+    new: float
+    rel_change: float
+    p_value: float
+    verdict: str
+    """regression, improvement, changed, unchanged or "no baseline"."""
+    baseline_runs: int
+
+
+@dataclass(frozen=True)
+class ComparisonReport:
+    """The PR-check view: one run compared with the baseline branch, metric by metric."""
+
+    run_id: str
+    sha: str
+    branch: str | None
+    baseline: str
+    env_key: str
+    rows: tuple[ComparisonView, ...]
+    commit_url: str | None = None
+
+    @property
+    def regressions(self) -> int:
+        return sum(1 for r in self.rows if r.verdict == "regression")

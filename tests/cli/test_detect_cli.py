@@ -681,3 +681,22 @@ def test_values_are_shown_with_readable_units(value: float, unit: str | None, te
     from mltest.report.fmt import fmt_value
 
     assert fmt_value(value, unit) == text
+
+
+def test_compare_markdown_is_the_pr_check_view(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(baseline, 'repo_url = "https://github.com/acme/model"\n')
+    _record_run(baseline, "cand-slow", feature_commit(0), candidate(0.13), hour=100)
+    assert cli(baseline, "compare", "--format", "markdown") == 1
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "## mltest compare"
+    assert lines[2].startswith("❌ **1 regression** in run <code>cand-slow</code> at [<code>")
+    assert f"(https://github.com/acme/model/commit/{sha(0, 'feature')})" in lines[2]
+    header = "| Verdict | Test | Metric | Baseline | This run | Δ | p | Baseline runs |"
+    assert lines[4] == header
+    rows = [line for line in lines[6:] if line.startswith("| ")]
+    assert rows[0].startswith("| ❌ regression | <code>t.py\\:\\:a</code> | <code>step\\_time</code> | 100")
+    assert " ms | 130 ms | +" in rows[0]
+    assert all(row.count(" | ") == header.count(" | ") for row in rows)
+    assert cli(baseline, "compare", "--format", "json") == 1
+    assert json.loads(capsys.readouterr().out)["run_id"] == "cand-slow"

@@ -341,3 +341,28 @@ def test_github_renders_hostile_text_as_text(repo_url: str) -> None:
     assert (
         f"commit 8 a\\|b @{wj}alice #{wj}12 www.evil.example bob@{wj}evil.example :smile: $x$ ~~s~~ &lt;i&gt;" in text
     )
+
+
+def test_comparison_markdown_keeps_hostile_names_inside_their_cells() -> None:
+    from mltest.report.markdown import render_comparison_markdown
+    from mltest.report.model import ComparisonReport, ComparisonView
+
+    hostile = "a|b](javascript:alert(1)) <img src=x onerror=alert(1)> @team \x1b[31m"
+    rows = tuple(
+        ComparisonView(hostile, hostile, "s", 0.1, 0.13, 0.3, 0.001, verdict, 10)
+        for verdict in ("unchanged", "regression", "no baseline")
+    )
+    text = render_comparison_markdown(
+        ComparisonReport("run-1", "f" * 40, hostile, "main", hostile, rows, "javascript:alert(1)")
+    )
+    assert "<img" not in text
+    assert not re.search(r"(?<!\\)\]\(javascript", text)  # only escaped brackets: no link
+    assert "\x1b" not in text
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len({line.replace("\\|", "").count("|") for line in table}) == 1  # every row has the header's cells
+    assert "❌ regression" in table[2]  # regressions first
+    long = render_comparison_markdown(
+        ComparisonReport("r", "f" * 40, "b", "main", "e", rows * 400, None), max_chars=5_000
+    )
+    assert len(long) <= 5_000
+    assert "more metrics not shown" in long
