@@ -30,10 +30,11 @@ import struct
 import subprocess
 import time
 import zlib
-from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from htmltree import Node, parse_html
 
 __all__ = [
     "MISSING_MESSAGE",
@@ -95,73 +96,6 @@ def find_chromium() -> str | None:
 
 
 # ----------------------------------------------------------------------------- DOM
-
-
-@dataclasses.dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str | None]
-    children: list[Node | str] = dataclasses.field(default_factory=list)
-
-    def text(self) -> str:
-        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
-
-    def all(self, tag: str | None = None) -> list[Node]:
-        """Descendants (document order) with ``tag``, or all of them when None."""
-        found = []
-        for child in self.children:
-            if isinstance(child, Node):
-                if tag is None or child.tag == tag:
-                    found.append(child)
-                found.extend(child.all(tag))
-        return found
-
-    def by_class(self, cls: str, tag: str | None = None) -> list[Node]:
-        return [n for n in self.all(tag) if cls in n.classes]
-
-    def by_id(self, id_: str) -> Node:
-        (node,) = [n for n in self.all() if n.attrs.get("id") == id_]
-        return node
-
-    @property
-    def classes(self) -> list[str]:
-        return (self.attrs.get("class") or "").split()
-
-
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-
-
-class _TreeBuilder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, dict(attrs))
-        self.stack[-1].children.append(node)
-        if tag not in _VOID:
-            self.stack.append(node)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.stack[-1].children.append(Node(tag, dict(attrs)))  # <path .../> in serialized SVG
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
-
-
-def parse_html(text: str) -> Node:
-    """The document tree of ``text`` (markup as the browser serialized it, or as rendered)."""
-    builder = _TreeBuilder()
-    builder.feed(text)
-    builder.close()
-    return builder.root
 
 
 # ----------------------------------------------------------------------------- PNG

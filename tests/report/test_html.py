@@ -9,69 +9,14 @@ import json
 import math
 import re
 import time
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from htmltree import Node, TreeBuilder
 from sample import HOSTILE_METRIC, HOSTILE_SUBJECT, HOSTILE_TEST, big_report, sample_report
 
 from mltest.report.html import _CSS, _JS, clean_text, fmt_value, render_html, safe_url
 from mltest.report.model import Report
-
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-
-
-@dataclasses.dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str | None]
-    children: list[Node | str] = dataclasses.field(default_factory=list)
-
-    def text(self) -> str:
-        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
-
-    def all(self, tag: str | None = None, **attrs: str) -> list[Node]:
-        """Descendants with ``tag`` (any when None) whose attributes include ``attrs`` (``data_s`` = ``data-s``)."""
-        found = []
-        for child in self.children:
-            if isinstance(child, Node):
-                wanted = {k.replace("_", "-"): v for k, v in attrs.items()}
-                if (tag is None or child.tag == tag) and all(child.attrs.get(k) == v for k, v in wanted.items()):
-                    found.append(child)
-                found.extend(child.all(tag, **attrs))
-        return found
-
-    def has(self, name: str) -> list[Node]:
-        """Descendants with an attribute ``name``."""
-        return [n for n in self.all() if name in n.attrs]
-
-    @property
-    def classes(self) -> list[str]:
-        return (self.attrs.get("class") or "").split()
-
-
-class TreeBuilder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, attrs))
-        node = Node(tag, dict(attrs))
-        self.stack[-1].children.append(node)
-        if tag not in _VOID:
-            self.stack.append(node)
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
 
 
 def parse(page: str) -> TreeBuilder:

@@ -215,7 +215,9 @@ def test_schema_is_shipped_and_complete() -> None:
 
 @pytest.mark.parametrize("name", sorted(REPORTS))
 def test_structure_matches_schema(name: str) -> None:
-    schema_structure_check(report_schema(), json.loads(render_json(REPORTS[name]())))
+    data = json.loads(render_json(REPORTS[name]()))
+    schema_structure_check(report_schema(), data)  # raises AssertionError naming the first mismatch
+    assert data["schema_version"] == REPORT_SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("name", sorted(REPORTS))
@@ -225,7 +227,8 @@ def test_validates_against_schema(name: str) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     data = json.loads(render_json(REPORTS[name]()))
     jsonschema.Draft202012Validator(schema).validate(data)
-    jsonschema.Draft202012Validator(strict(schema)).validate(data)
+    jsonschema.Draft202012Validator(strict(schema)).validate(data)  # validate() raises on any mismatch
+    assert not list(jsonschema.Draft202012Validator(strict(schema)).iter_errors(data))
 
 
 def test_schema_rejects_wrong_documents() -> None:
