@@ -116,6 +116,18 @@ def _tolerance(value: object) -> float:
     return number
 
 
+def _sheets_url(value: object) -> str:
+    """``gsheets://SPREADSHEET_KEY[/WORKSHEET]`` (the key is the part after ``/d/`` in the sheet's address)."""
+    text = value.strip() if isinstance(value, str) else ""
+    scheme, sep, rest = text.partition("://")
+    if scheme.lower() != "gsheets" or not sep or not rest.split("/", 1)[0]:
+        raise ValueError(
+            "expected gsheets://SPREADSHEET_KEY[/WORKSHEET] (the key is the part after /d/ in the sheet's "
+            f"address); got {value!r}"
+        )
+    return text
+
+
 def _shard(value: object) -> ShardSpec | None:
     if value is None:
         return None
@@ -261,6 +273,29 @@ OPTIONS: tuple[OptionSpec, ...] = (
         _bool,
         is_bool=True,
     ),
+    OptionSpec(
+        "main_branch",
+        "main",
+        "the main branch: `mltest ci nightly` runs only there, and sharding balances by its recorded durations",
+        _text,
+        metavar="BRANCH",
+    ),
+    OptionSpec(
+        "sheets_url",
+        None,
+        "also send finished runs to a Google Sheet, gsheets://SPREADSHEET_KEY[/WORKSHEET] (needs mltest[gsheets]); "
+        "the store stays the source of truth",
+        _sheets_url,
+        metavar="URL",
+    ),
+    OptionSpec(
+        "sheets_credentials",
+        None,
+        "service-account JSON file for the sheet (else MLTEST_SHEETS_CREDENTIALS_JSON holds the JSON itself, "
+        "else GOOGLE_APPLICATION_CREDENTIALS names the file)",
+        _text,
+        metavar="PATH",
+    ),
 )
 OPTIONS_BY_NAME: Mapping[str, OptionSpec] = MappingProxyType({o.name: o for o in OPTIONS})
 
@@ -292,6 +327,9 @@ class Settings:
     repo_url: str | None = None
     record: bool = True
     record_pull_requests: bool = False
+    main_branch: str = "main"
+    sheets_url: str | None = None
+    sheets_credentials: str | None = None
     metrics: Mapping[str, MetricSpec] = field(default_factory=lambda: MappingProxyType({}))
     """``[tool.mltest.metrics.NAME]`` tables: unit, direction and tolerance per metric."""
     config_file: Path | None = field(default=None, compare=False)

@@ -33,6 +33,14 @@ import sqlalchemy.dialects.postgresql.psycopg  # noqa: E402
 import sqlalchemy.dialects.sqlite  # noqa: E402, F401
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "live_sheets: talks to a real Google Sheet; skipped unless MLTEST_LIVE_SHEETS_URL and service-account "
+        "credentials are set (tests/store/test_gsheets.py)",
+    )
+
+
 @pytest.fixture(scope="module")
 def bench(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
     """``benchmarks.<BENCHMARK>`` (the test module's ``BENCHMARK``), imported from the repository root:

@@ -556,7 +556,8 @@ def test_file_values_are_parsed(tmp_path: Path) -> None:
         'tier = "ALL"\ndevice = "cpu"\nunit_budget = 0\nbudget_mode = "off"\nintegration_timeout = 60\n'
         'fail_on_skip = true\nseed = 123\ndeterministic = "yes"\nshard = "1/2"\nslowest = 10\n'
         'store_url = "sqlite:///r.db"\nproject = "p"\nrepo_url = "https://git.example/p"\nrecord = false\n'
-        'record_pull_requests = true\n',
+        'record_pull_requests = true\nsheets_url = "gsheets://KEY/w"\nsheets_credentials = "sa.json"\n'
+        'main_branch = "trunk"\n',
     )
     settings = load_settings(tmp_path, environ={})
     assert settings == Settings(
@@ -575,6 +576,9 @@ def test_file_values_are_parsed(tmp_path: Path) -> None:
         repo_url="https://git.example/p",
         record=False,
         record_pull_requests=True,
+        sheets_url="gsheets://KEY/w",
+        sheets_credentials="sa.json",
+        main_branch="trunk",
     )
     assert isinstance(settings.unit_budget, float)
     assert isinstance(settings.integration_timeout, float)

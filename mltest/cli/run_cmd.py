@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from mltest.cli.options import add_setting_flags, given_settings, to_pytest_args
@@ -40,7 +43,27 @@ def run(tier: str, settings: dict[str, Any], pytest_args: Sequence[str]) -> int:
     args = [f"--mltest-tier={tier}", *to_pytest_args(settings), *pytest_args]
     if not _plugin_installed():  # running from a source tree: load the plugin by module name
         args = ["-p", PLUGIN_MODULE, *args]
-    return int(pytest.main(args))
+    code = int(pytest.main(args))
+    _send_to_sheet(tier, settings)
+    return code
+
+
+def _send_to_sheet(tier: str, settings: dict[str, Any]) -> None:
+    """After an integration run, send the queued runs to the Google Sheet when one is configured; a
+    sheet that cannot be reached is one warning line and never changes the exit code."""
+    if tier == "unit":
+        return
+    from mltest.cli.sheets_sync import sync_after_run
+    from mltest.config import load_settings
+    from mltest.errors import MltestError
+
+    try:
+        resolved = load_settings(Path.cwd(), environ=os.environ, cli=settings)
+    except MltestError:
+        return  # pytest has reported the bad setting already
+    warning = sync_after_run(tier, resolved)
+    if warning is not None:
+        print(warning, file=sys.stderr)
 
 
 def _handle(args: argparse.Namespace, extra: list[str]) -> int:

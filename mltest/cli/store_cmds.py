@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from mltest.cli.options import add_store_flags, store_settings
+from mltest.cli.sheets_sync import add_sheets_flags, check_sheets, sheets_settings, sync_sheets
 from mltest.config import Settings
 from mltest.errors import ConfigError, MissingExtraError
 from mltest.recorder import open_store_recovered, reap_dead_runs, recover_spool, spool_dir
 from mltest.store import open_store
 from mltest.store.history import history_frame
 
-__all__ = ["add_parsers", "export", "history_table", "runs_table", "sync"]
+__all__ = ["add_parsers", "export", "history_table", "runs_table", "sync", "sync_sheets"]
 
 
 def add_parsers(commands: Any) -> None:
@@ -47,9 +48,17 @@ def add_parsers(commands: Any) -> None:
     exp.set_defaults(handler=_export)
 
     syn = commands.add_parser(
-        "sync", help="send records that crashed or offline runs left in the local spool, and mark dead runs aborted"
+        "sync",
+        help="send records that crashed or offline runs left in the local spool, mark dead runs aborted, and send "
+        "finished runs to the Google Sheet when sheets_url is set",
     )
     add_store_flags(syn)
+    add_sheets_flags(syn)
+    syn.add_argument(
+        "--check",
+        action="store_true",
+        help="only compare the Google Sheet with the store, per run id; exit 1 when they differ (default: send)",
+    )
     syn.set_defaults(handler=_sync)
 
 
@@ -174,5 +183,12 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _sync(args: argparse.Namespace, extra: list[str]) -> int:
-    print(sync(store_settings(args)))
+    settings = sheets_settings(args)
+    if args.check:
+        result = check_sheets(settings)
+        print("\n".join(result.lines()))
+        return 0 if result.ok else 1
+    print(sync(settings))
+    if settings.sheets_url:
+        print(sync_sheets(settings).line())
     return 0

@@ -14,13 +14,14 @@ import pytest
 
 from mltest.config import OPTIONS_BY_NAME, Settings
 from mltest.harness import gpu, handoff
-from mltest.harness.shard import assign_shards
+from mltest.harness.shard import Durations, fmt_seconds, load_durations, plan_shards
 
 __all__ = ["SETTINGS_KEY", "STATE_KEY", "MltestSession", "RunState", "is_integration"]
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
 WORKEROUTPUT_KEY = "mltest_collection"
+WORKERINPUT_DURATIONS_KEY = "mltest_shard_durations"
 
 
 def is_integration(item: pytest.Item) -> bool:
@@ -46,6 +47,8 @@ class RunState:
     skips: Counter[str] = field(default_factory=Counter)
     skipped: set[str] = field(default_factory=set)
     over_budget: list[tuple[str, float]] = field(default_factory=list)
+    shard_durations: Durations | None = None
+    """The recorded durations sharding balances by (read once; workers get the controller's)."""
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -187,13 +190,22 @@ class MltestSession:
                 counts["integration" if integration else "unit"] += 1
         self._add_timeouts(kept)
         shard_other = 0
+        shard_info: dict[str, Any] = {}
         if self.settings.shard is not None:
             spec = self.settings.shard
-            assignment = assign_shards([i.nodeid for i in kept], spec.total)
-            mine = [i for i, shard in zip(kept, assignment, strict=True) if shard == spec.index - 1]
+            durations = self._shard_durations()
+            plan = plan_shards([i.nodeid for i in kept], spec.total, durations.seconds)
+            mine = [i for i, shard in zip(kept, plan.assignment, strict=True) if shard == spec.index - 1]
             shard_other = len(kept) - len(mine)
-            deselected.extend(i for i, shard in zip(kept, assignment, strict=True) if shard != spec.index - 1)
+            deselected.extend(i for i, shard in zip(kept, plan.assignment, strict=True) if shard != spec.index - 1)
             kept = mine
+            shard_info = {
+                "shard_loads": list(plan.loads),
+                "shard_known": plan.known,
+                "shard_fallback": plan.fallback,
+                "shard_source": durations.source,
+                "shard_warning": durations.warning,
+            }
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = kept
@@ -202,9 +214,34 @@ class MltestSession:
             "deselected_integration": counts["integration"],
             "deselected_unit": counts["unit"],
             "shard_other": shard_other,
+            **shard_info,
         }
         if self.is_worker:
             config.workeroutput[WORKEROUTPUT_KEY] = self.state.collection  # type: ignore[attr-defined]
+
+    def _shard_durations(self) -> Durations:
+        """The recorded durations the split balances by: read once per session from the store; an xdist
+        worker gets the controller's copy, so the workers cannot disagree."""
+        if self.state.shard_durations is None:
+            given = getattr(self.config, "workerinput", {}).get(WORKERINPUT_DURATIONS_KEY)
+            self.state.shard_durations = (
+                Durations(dict(given["seconds"]), str(given["source"]), given["warning"])
+                if given is not None
+                else load_durations(self.settings, os.environ)
+            )
+        return self.state.shard_durations
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist controller: hand every worker the same recorded durations (read once, here)."""
+        if self.settings.shard is None:
+            return
+        durations = self._shard_durations()
+        node.workerinput[WORKERINPUT_DURATIONS_KEY] = {
+            "seconds": dict(durations.seconds),
+            "source": durations.source,
+            "warning": durations.warning,
+        }
 
     def _add_timeouts(self, items: Sequence[pytest.Item]) -> None:
         timeout = self.settings.integration_timeout
@@ -368,6 +405,30 @@ class MltestSession:
             self.state.collection = dict(collection)
 
     # ------------------------------------------------------------------ summary
+    def _shard_summary(self, write: Any, collection: dict[str, Any]) -> None:
+        spec = self.settings.shard
+        loads = collection.get("shard_loads")
+        if spec is None or loads is None:
+            return
+        selected, total = collection["selected"], collection["selected"] + collection["shard_other"]
+        write(
+            f"shard {spec}: {selected} of {total} selected tests, expected {fmt_seconds(loads[spec.index - 1])} "
+            f"(shards: {' '.join(fmt_seconds(x) for x in loads)}); the rest run in the other shards"
+        )
+        if collection.get("shard_warning"):
+            write(f"WARNING: {collection['shard_warning']}", yellow=True)
+            return
+        known, fallback = collection["shard_known"], collection["shard_fallback"]
+        if known == 0:
+            source = collection["shard_source"]
+            write(f"shard durations: none recorded in {source}; each test counted at {fallback:g} s")
+            return
+        unknown = total - known
+        write(
+            f"shard durations: {known} of {total} tests timed by {collection['shard_source']}"
+            + (f"; {unknown} new, counted at {fallback:.3g} s (the median)" if unknown else "")
+        )
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         state, settings = self.state, self.settings
         write = terminalreporter.write_line
@@ -391,10 +452,7 @@ class MltestSession:
                 "`mltest run all` runs both"
             )
         if settings.shard is not None and collection:
-            write(
-                f"shard {settings.shard}: {collection['selected']} of "
-                f"{collection['selected'] + collection['shard_other']} selected tests; the rest run in the other shards"
-            )
+            self._shard_summary(write, collection)
         if state.recording_note:
             write(f"not recorded: {state.recording_note}")
         if state.worker_gpus:

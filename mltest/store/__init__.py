@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -12,7 +13,7 @@ from typing import Protocol
 from mltest.errors import StoreError
 from mltest.model import Acknowledgement, Measurement, Run, RunStatus, TestResult
 
-__all__ = ["SeriesRow", "Store", "open_store", "redact_url"]
+__all__ = ["SeriesRow", "Store", "median_durations", "open_store", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,19 @@ class Store(Protocol):
 
     def run_measurements(self, run_id: str) -> list[Measurement]: ...
 
+    def test_durations(
+        self,
+        *,
+        project: str,
+        tier: str | None = None,
+        branch: str | None = None,
+        runs: int = 20,
+        exclude_sha: str | None = None,
+    ) -> dict[str, float]:
+        """test -> the median duration (seconds) of its passed results in the last ``runs`` finished runs
+        (newest by start) of ``project`` on ``tier`` and ``branch`` (None: any), leaving out the runs at
+        commit ``exclude_sha``. What sharding balances by; a test with no passed result is absent."""
+
     def series(
         self,
         *,
@@ -85,9 +99,28 @@ class Store(Protocol):
 
     def acknowledgements(self) -> list[Acknowledgement]: ...
 
+    def mark_delivered(self, sink: str, run_ids: Sequence[str], delivered_at: str) -> None:
+        """Record that ``sink`` (a destination such as ``gsheets://KEY/WORKSHEET``) has these runs.
+
+        Idempotent: a run marked twice keeps its first ``delivered_at``."""
+
+    def deliveries(self, sink: str) -> dict[str, str]:
+        """run id -> delivered_at, for every run marked delivered to ``sink``."""
+
+    def pending_runs(self, sink: str, *, project: str | None = None, limit: int = 1000) -> list[Run]:
+        """Finished runs (any status but 'running') not yet delivered to ``sink``, oldest first."""
+
     def schema_version(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+def median_durations(rows: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """test -> the median of its durations, from (test, duration) rows (shared by the backends)."""
+    by_test: dict[str, list[float]] = {}
+    for test, duration in rows:
+        by_test.setdefault(test, []).append(float(duration))
+    return {test: float(statistics.median(values)) for test, values in sorted(by_test.items())}
 
 
 def redact_url(url: str) -> str:

@@ -7,8 +7,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
+from mltest.errors import StoreError
 from mltest.model import SCHEMA_VERSION, Acknowledgement, Measurement, Run, RunStatus, TestResult, utc_now
-from mltest.store import SeriesRow
+from mltest.store import SeriesRow, median_durations
 
 __all__ = ["MemoryStore"]
 
@@ -23,6 +24,7 @@ class MemoryStore:
         self._measurements: dict[tuple[str, str, str], Measurement] = {}
         self._links: dict[str, str] = {}
         self._acks: dict[str, Acknowledgement] = {}
+        self._deliveries: dict[tuple[str, str], str] = {}
 
     def begin_run(self, run: Run) -> None:
         with self._lock:
@@ -83,6 +85,35 @@ class MemoryStore:
             found = [m for (rid, _, _), m in self._measurements.items() if rid == run_id]
         return sorted(found, key=lambda m: (m.test, m.metric))
 
+    def test_durations(
+        self,
+        *,
+        project: str,
+        tier: str | None = None,
+        branch: str | None = None,
+        runs: int = 20,
+        exclude_sha: str | None = None,
+    ) -> dict[str, float]:
+        with self._lock:
+            recent = [
+                r
+                for r in self._runs.values()
+                if r.project == project
+                and r.status != "running"
+                and (tier is None or r.tier == tier)
+                and (branch is None or r.commit.branch == branch)
+                and (exclude_sha is None or r.commit.sha != exclude_sha)
+            ]
+            recent.sort(key=lambda r: r.run_id)
+            recent.sort(key=lambda r: r.started_at, reverse=True)
+            keep = {r.run_id for r in recent[: max(runs, 0)]}
+            rows = [
+                (r.test, r.duration)
+                for (run_id, _, _), r in self._results.items()
+                if run_id in keep and r.outcome == "passed"
+            ]
+        return median_durations(rows)
+
     def series(
         self,
         *,
@@ -142,6 +173,30 @@ class MemoryStore:
     def acknowledgements(self) -> list[Acknowledgement]:
         with self._lock:
             return sorted(self._acks.values(), key=lambda a: (a.at, a.target))
+
+    def mark_delivered(self, sink: str, run_ids: Sequence[str], delivered_at: str) -> None:
+        with self._lock:
+            for run_id in run_ids:
+                if run_id not in self._runs:
+                    raise StoreError(f"marking runs delivered to {sink} failed on {self.url}: no run {run_id!r}")
+            for run_id in run_ids:
+                self._deliveries.setdefault((sink, run_id), delivered_at)
+
+    def deliveries(self, sink: str) -> dict[str, str]:
+        with self._lock:
+            return {run_id: at for (s, run_id), at in self._deliveries.items() if s == sink}
+
+    def pending_runs(self, sink: str, *, project: str | None = None, limit: int = 1000) -> list[Run]:
+        with self._lock:
+            runs = [
+                r
+                for r in self._runs.values()
+                if r.status != "running"
+                and (sink, r.run_id) not in self._deliveries
+                and (project is None or r.project == project)
+            ]
+        runs.sort(key=lambda r: (r.started_at, r.run_id))
+        return runs[:limit]
 
     def schema_version(self) -> int:
         return SCHEMA_VERSION

@@ -22,7 +22,7 @@ from sqlalchemy import exc as sa_exc
 
 from mltest.errors import BackendUnavailable, MissingExtraError, StoreError
 from mltest.model import SCHEMA_VERSION, Acknowledgement, Commit, Environment, Measurement, Run, RunStatus, TestResult
-from mltest.store import SeriesRow, redact_url
+from mltest.store import SeriesRow, median_durations, redact_url
 
 __all__ = ["MIGRATIONS", "SqlStore"]
 
@@ -70,6 +70,15 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "who TEXT NOT NULL, at TEXT NOT NULL)",
         ),
     ),
+    (
+        4,
+        (
+            # Which finished runs each sink (a Google Sheet) has received: a finished run without a
+            # row here is still queued for that sink.
+            "CREATE TABLE IF NOT EXISTS deliveries (sink TEXT NOT NULL, run_id TEXT NOT NULL "
+            "REFERENCES runs(run_id), delivered_at TEXT NOT NULL, PRIMARY KEY (sink, run_id))",
+        ),
+    ),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -100,6 +109,13 @@ acks_t = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("who", sa.Text),
     sa.Column("at", sa.Text),
+)
+deliveries_t = sa.Table(
+    "deliveries",
+    _md,
+    sa.Column("sink", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("delivered_at", sa.Text),
 )
 runs_t = sa.Table(
     "runs",
@@ -511,6 +527,29 @@ class SqlStore:
                 for m in conn.execute(query)
             ]
 
+    def test_durations(
+        self,
+        *,
+        project: str,
+        tier: str | None = None,
+        branch: str | None = None,
+        runs: int = 20,
+        exclude_sha: str | None = None,
+    ) -> dict[str, float]:
+        r, t = runs_t, results_t
+        recent = sa.select(r.c.run_id).where(r.c.project == project, r.c.status != "running")
+        for column, value in ((r.c.tier, tier), (r.c.branch, branch)):
+            if value is not None:
+                recent = recent.where(column == value)
+        if exclude_sha is not None:
+            recent = recent.where(r.c.sha != exclude_sha)
+        recent = recent.order_by(r.c.started_at.desc(), r.c.run_id).limit(max(runs, 0))
+        query = sa.select(t.c.test, t.c.duration).where(
+            t.c.run_id.in_(recent.scalar_subquery()), t.c.outcome == "passed"
+        )
+        with self._read("reading test durations") as conn:
+            return median_durations((row[0], row[1]) for row in conn.execute(query))
+
     def series(
         self,
         *,
@@ -619,6 +658,40 @@ class SqlStore:
         with self._read("reading acknowledgements") as conn:
             rows = conn.execute(sa.select(acks_t).order_by(acks_t.c.at, acks_t.c.target)).all()
         return [Acknowledgement(r.target, r.reason, r.who, r.at) for r in rows]
+
+    # ------------------------------------------------------------------ sinks
+    def mark_delivered(self, sink: str, run_ids: Sequence[str], delivered_at: str) -> None:
+        rows = [{"sink": sink, "run_id": run_id, "delivered_at": delivered_at} for run_id in dict.fromkeys(run_ids)]
+        with self._tx(f"marking runs delivered to {sink}") as conn:
+            wanted = [row["run_id"] for row in rows]
+            known: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                known.update(conn.execute(sa.select(runs_t.c.run_id).where(runs_t.c.run_id.in_(chunk))).scalars())
+            missing = [run_id for run_id in wanted if run_id not in known]
+            if missing:  # SQLite does not enforce the foreign key: refuse it here, like PostgreSQL
+                raise StoreError(f"marking runs delivered to {sink} failed on {self.url}: no run {missing[0]!r}")
+            self._upsert(conn, deliveries_t, rows, update=False)
+
+    def deliveries(self, sink: str) -> dict[str, str]:
+        query = sa.select(deliveries_t.c.run_id, deliveries_t.c.delivered_at).where(deliveries_t.c.sink == sink)
+        with self._read(f"reading deliveries to {sink}") as conn:
+            return {row.run_id: row.delivered_at for row in conn.execute(query)}
+
+    def pending_runs(self, sink: str, *, project: str | None = None, limit: int = 1000) -> list[Run]:
+        delivered = sa.select(deliveries_t.c.run_id).where(
+            deliveries_t.c.sink == sink, deliveries_t.c.run_id == runs_t.c.run_id
+        )
+        query = (
+            self._run_query()
+            .where(runs_t.c.status != "running", ~delivered.exists())
+            .order_by(runs_t.c.started_at, runs_t.c.run_id)
+            .limit(limit)
+        )
+        if project is not None:
+            query = query.where(runs_t.c.project == project)
+        with self._read(f"reading runs queued for {sink}") as conn:
+            return [self._to_run(row) for row in conn.execute(query)]
 
 
 def _sqlite_engine(url: str, shown: str, root: Path) -> sa.Engine:

@@ -353,10 +353,12 @@ def test_to_pytest_args_round_trip_through_the_option_parsers() -> None:
 
 def test_every_setting_has_a_config_show_flag(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["config", "show", "--json"]
-    expected = Settings(tier="all", device="cpu", unit_budget=1.0, budget_mode="warn", integration_timeout=9.0,
-                        fail_on_skip=True, seed=4, deterministic=True, shard=ShardSpec(1, 2), slowest=3,
-                        store_url="sqlite:///other.db", project="proj", repo_url="https://git.example/proj", record=True,
-                        record_pull_requests=True)
+    expected = Settings(
+        tier="all", device="cpu", unit_budget=1.0, budget_mode="warn", integration_timeout=9.0, fail_on_skip=True,
+        seed=4, deterministic=True, shard=ShardSpec(1, 2), slowest=3, store_url="sqlite:///other.db", project="proj",
+        repo_url="https://git.example/proj", record=True, record_pull_requests=True, sheets_url="gsheets://KEY/w",
+        sheets_credentials="sa.json", main_branch="trunk",
+    )
     for spec in OPTIONS:
         value = getattr(expected, spec.name)
         argv += [spec.cli_flag] if spec.is_bool else [spec.cli_flag, str(value)]

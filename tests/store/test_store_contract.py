@@ -413,6 +413,42 @@ def test_first_parent_links_from_ancestry_or_parents(store: Store) -> None:
     }
 
 
+def test_test_durations_are_medians_of_passed_results_in_the_last_finished_runs(store: Store) -> None:
+    layout = [  # run_id, sha, branch, tier, project, started day, status, {test: (outcome, duration)}
+        ("m1", "1", "main", "integration", "proj", 1, "passed", {"t::a": ("passed", 100.0)}),  # beyond runs=3
+        ("m2", "2", "main", "integration", "proj", 2, "failed", {"t::a": ("passed", 2.0), "t::b": ("failed", 9.0)}),
+        ("m3", "3", "main", "integration", "proj", 3, "passed", {"t::a": ("passed", 4.0), "t::b": ("passed", 1.0)}),
+        ("m4", "4", "main", "integration", "proj", 4, "passed", {"t::a": ("passed", 3.0), "t::c": ("skipped", 0.0)}),
+        ("run", "5", "main", "integration", "proj", 5, "running", {"t::a": ("passed", 50.0)}),  # not finished
+        ("dev", "6", "dev", "integration", "proj", 6, "passed", {"t::a": ("passed", 60.0)}),
+        ("unit", "7", "main", "unit", "proj", 6, "passed", {"t::a": ("passed", 70.0)}),
+        ("other", "8", "main", "integration", "p2", 6, "passed", {"t::a": ("passed", 80.0)}),
+        ("head", "9", "main", "integration", "proj", 7, "passed", {"t::a": ("passed", 90.0)}),  # excluded commit
+    ]
+    for run_id, char, branch, tier, project, day, status, results in layout:
+        store.begin_run(make_run(run_id, sha(char), branch=branch, tier=tier, project=project, started_at=ts(day)))
+        store.add_results(run_id, [TestResult(t, outcome, d) for t, (outcome, d) in results.items()], [])
+        if status != "running":
+            store.finish_run(run_id, status, ts(day, 30))
+
+    def durations(**kwargs: Any) -> dict[str, float]:
+        query = {"project": "proj", "tier": "integration", "branch": "main", "runs": 3, "exclude_sha": sha("9")}
+        return store.test_durations(**{**query, **kwargs})
+
+    # m2..m4: t::a passed in all three (median 3), t::b passed once, t::c only skipped (absent)
+    assert durations() == {"t::a": 3.0, "t::b": 1.0}
+    assert durations(runs=1) == {"t::a": 3.0}
+    assert durations(runs=4) == {"t::a": 3.5, "t::b": 1.0}  # the median of 100, 2, 4, 3
+    assert durations(runs=0) == {}
+    assert durations(exclude_sha=None, runs=1) == {"t::a": 90.0}
+    assert durations(branch="dev") == {"t::a": 60.0}
+    assert durations(tier="unit") == {"t::a": 70.0}
+    assert durations(project="p2") == {"t::a": 80.0}
+    assert durations(project="nope") == {}
+    assert durations(tier=None, branch=None, exclude_sha=None, runs=2) == {"t::a": 75.0}  # head, dev (run id order)
+    assert durations(tier=None, branch=None, exclude_sha=None, runs=100)["t::a"] == 60.0
+
+
 # ----------------------------------------------------------------------------- history order
 def _record(store: Store, run: Run, value: float, test: str = "t::train", metric: str = "accuracy") -> None:
     store.begin_run(run)
