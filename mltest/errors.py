@@ -10,6 +10,8 @@ __all__ = [
     "BackendUnavailable",
     "ConfigError",
     "DetectionError",
+    "DockerError",
+    "DockerUnavailable",
     "MissingExtraError",
     "MltestError",
     "RecordError",
@@ -50,6 +52,14 @@ class StoreError(MltestError):
 
 class BackendUnavailable(StoreError):
     """The store's server cannot be reached (down, refused, wrong host)."""
+
+
+class DockerError(MltestError):
+    """An image build, push or inspection failed; the message names the image and the failing step."""
+
+
+class DockerUnavailable(DockerError):
+    """No Docker engine answers; the message says how to start one."""
 
 
 class DetectionError(MltestError, ValueError):

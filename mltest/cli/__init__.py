@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from mltest.cli import bisect_cmd, config_cmd, demo_cmd, detect_cmds, report_cmd, run_cmd, store_cmds
+from mltest.cli import (
+    bisect_cmd,
+    ci_cmd,
+    config_cmd,
+    demo_cmd,
+    detect_cmds,
+    docker_cmd,
+    init_cmd,
+    report_cmd,
+    run_cmd,
+    store_cmds,
+)
 from mltest.errors import MltestError
 
 __all__ = ["main"]
@@ -28,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     store_cmds.add_parsers(commands)
     detect_cmds.add_parsers(commands)
     bisect_cmd.add_parser(commands)
+    docker_cmd.add_parser(commands)
     report_cmd.add_parsers(commands)
     demo_cmd.add_parser(commands)
+    ci_cmd.add_parser(commands)
+    init_cmd.add_parser(commands)
     return parser
 
 
@@ -43,3 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MltestError as exc:
         print(f"mltest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `mltest ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
