@@ -42,9 +42,11 @@ FROM os AS deps
 # cpu | cuda. Both install torch from wheels; the CUDA wheels carry their own CUDA libraries, so no
 # CUDA base image is needed (the host driver comes from the NVIDIA container runtime).
 ARG VARIANT=cpu
-# The project's extras to install beside its dependencies (comma-separated), and the torch
-# requirement ("" for none). TORCH_INDEX_URL: where pip looks for torch when online.
+# The project's extras to install beside its dependencies (comma-separated), mltest itself (so
+# that `mltest run` works; dropped in mltest's own repository) and the torch requirement ("" for
+# none of either). TORCH_INDEX_URL: where pip looks for torch when online.
 ARG EXTRAS=test
+ARG MLTEST=mltest
 ARG TORCH=torch
 ARG TORCH_INDEX_URL=
 # (SHELL again after the ARGs: hadolint forgets it across ARG lines; Docker does not.)
@@ -57,8 +59,7 @@ WORKDIR /build
 # The glob keeps the build working when there is no wheelhouse; its wheels land in /build/.
 COPY pyproject.toml dockerfiles/requirements.py .mltest-wheelhouse* /build/
 RUN case "$VARIANT" in cpu|cuda) ;; *) echo "VARIANT must be cpu or cuda, not '$VARIANT'" >&2; exit 2;; esac \
-    && python3 requirements.py pyproject.toml "$EXTRAS" > requirements.txt \
-    && if [ -n "$TORCH" ]; then echo "$TORCH" >> requirements.txt; fi \
+    && python3 requirements.py pyproject.toml "$EXTRAS" "$MLTEST" "$TORCH" > requirements.txt \
     && if compgen -G '/build/*.whl' >/dev/null; then \
          source=(--no-index --find-links /build); \
        elif [ "$VARIANT" = cpu ]; then \

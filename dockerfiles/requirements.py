@@ -1,11 +1,13 @@
-"""Print a project's requirements from its pyproject.toml: dependencies plus the named extras.
+"""Print a project's requirements from its pyproject.toml: dependencies, the named extras, and more.
 
 Used inside the image build (dockerfiles/base.Dockerfile), so that the dependency layer depends on
 pyproject.toml and the wheelhouse only, never on the source: a code-only change leaves it cached.
-Extras that name the project itself (``all = ["pkg[a,b]"]``) are expanded, never installed from an
-index. Python 3.11+ (tomllib), standard library only.
+Requirements that name the project itself (``all = ["pkg[a,b]"]``, or ``mltest`` in mltest's own
+repository) are expanded, never installed from an index. The optional further requirements (mltest
+and torch, from the build arguments) come last; empty ones are skipped. Python 3.11+ (tomllib),
+standard library only.
 
-    python3 requirements.py pyproject.toml test,docs > requirements.txt
+    python3 requirements.py pyproject.toml test,docs [mltest torch ...] > requirements.txt
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def _name(requirement: str) -> tuple[str, list[str]]:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower(), extras
 
 
-def requirements(project: dict[str, object], extras: list[str]) -> list[str]:
+def requirements(project: dict[str, object], extras: list[str], more: list[str] | None = None) -> list[str]:
     name = _name(str(project.get("name", "")))[0] if project.get("name") else ""
     optional = project.get("optional-dependencies") or {}
     assert isinstance(optional, dict)
@@ -52,19 +54,20 @@ def requirements(project: dict[str, object], extras: list[str]) -> list[str]:
 
     add(project.get("dependencies") or [])
     expand(extras)
+    add([m for m in more or [] if m.strip()])
     return wanted
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2):
-        print("usage: requirements.py PYPROJECT [EXTRA,EXTRA...]", file=sys.stderr)
+    if not argv:
+        print("usage: requirements.py PYPROJECT [EXTRA,EXTRA...] [REQUIREMENT...]", file=sys.stderr)
         return 2
     with open(argv[0], "rb") as f:
         project = tomllib.load(f).get("project")
     if not isinstance(project, dict):
         raise SystemExit(f"requirements.py: {argv[0]} has no [project] table; the image installs a PEP 621 project")
-    extras = [e.strip() for e in (argv[1] if len(argv) == 2 else "").split(",") if e.strip()]
-    print("\n".join(requirements(project, extras)))
+    extras = [e.strip() for e in (argv[1] if len(argv) > 1 else "").split(",") if e.strip()]
+    print("\n".join(requirements(project, extras, argv[2:])))
     return 0
 
 

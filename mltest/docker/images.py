@@ -224,7 +224,10 @@ class BuildSpec:
 def _build_args(spec: BuildSpec, target: str, ref: str) -> dict[str, str]:
     args = {"VARIANT": spec.variant, "IMAGE": ref, **spec.labels}
     if target == "base":
+        from mltest import __version__
+
         args["EXTRAS"] = spec.extras
+        args["MLTEST"] = f"mltest=={__version__}"  # what `mltest run` needs; dropped in mltest's own repository
         if spec.torch is not None:
             args["TORCH"] = spec.torch
         if spec.base_image:

@@ -240,3 +240,68 @@ def test_a_failing_build_is_one_line_naming_the_step(images: Images, tmp_path: P
     assert "from dockerfiles/base.Dockerfile failed at 'Step " in err
     assert "requirements.py: pyproject.toml has no extra 'no-such-extra'" in err  # the build's own words
     assert err.endswith("(exit code 1)")
+
+
+TINY_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "tinyml"
+version = "0.1.0"
+dependencies = ["torch"]
+
+[project.optional-dependencies]
+test = ["pytest"]
+
+[tool.setuptools]
+packages = ["tinyml"]
+"""
+TINY_TEST = """\
+import torch
+
+from tinyml import double
+
+
+def test_double_on_the_cpu():
+    assert torch.equal(double(torch.ones(2)), torch.full((2,), 2.0))
+"""
+
+
+def test_a_new_project_set_up_by_mltest_init_builds_and_runs_its_unit_tier(tmp_path: Path) -> None:
+    """The user's path: a small torch project, `mltest init`, `mltest docker build`, then its unit tier
+    inside the image, with mltest installed there from the wheelhouse like any dependency."""
+    base_image, wheels = build_inputs()
+    project = tmp_path / "tinyml"
+    (project / "tinyml").mkdir(parents=True)
+    (project / "tests").mkdir()
+    (project / "pyproject.toml").write_text(TINY_PYPROJECT)
+    (project / "tinyml" / "__init__.py").write_text("def double(x):\n    return 2 * x\n")
+    (project / "tests" / "test_tiny.py").write_text(TINY_TEST)
+    git(project, "init", "-q", "-b", "main")
+    init = subprocess.run([*CLI, "init", "--dir", str(project)], capture_output=True, text=True, check=False)
+    assert init.returncode == 0, init.stderr
+    assert (project / "dockerfiles" / "base.Dockerfile").is_file()
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "tiny model")
+    house = tmp_path / "wheels"
+    house.mkdir()
+    for wheel in wheels.glob("*.whl"):
+        if not wheel.name.startswith("mltest-"):
+            os.link(wheel, house / wheel.name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(house), str(Path(__file__).parents[2])],
+        check=True,
+        capture_output=True,
+    )
+    argv = ["docker", "build", "--target", "base", "--wheelhouse", str(house), "--base-image", base_image]
+    argv += ["--tag", "mltest-test-tinyml", "--project-dir", str(project)]
+    proc = subprocess.run([*CLI, *argv], capture_output=True, text=True, cwd=project, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    sha = git(project, "rev-parse", "HEAD").strip()
+    ref = f"mltest-test-tinyml:{sha[:12]}"
+    unit = run_in(ref, "mltest", "run", "unit", "-p", "no:cacheprovider")
+    assert unit.returncode == 0, unit.stdout[-3000:] + unit.stderr
+    assert "1 passed" in unit.stdout
+    assert "tinyml" not in run_in(ref, "sh", "-c", "ls /opt/venv/lib/python3*/site-packages").stdout  # in /opt/project

@@ -160,10 +160,10 @@ def test_largest_directories_skip_parents_that_one_child_explains() -> None:
     assert [e.path for e in informative_dirs(entries, top=2)] == got[:2]
 
 
-def _requirements(tmp_path: Path, pyproject: str, extras: str) -> subprocess.CompletedProcess[str]:
+def _requirements(tmp_path: Path, pyproject: str, extras: str, *more: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "pyproject.toml").write_text(pyproject)
     return subprocess.run(
-        [sys.executable, str(DOCKERFILES / "requirements.py"), str(tmp_path / "pyproject.toml"), extras],
+        [sys.executable, str(DOCKERFILES / "requirements.py"), str(tmp_path / "pyproject.toml"), extras, *more],
         capture_output=True,
         text=True,
         check=False,
@@ -180,6 +180,16 @@ def test_the_image_requirements_expand_self_referencing_extras(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["numpy>=1", "pyyaml", "pytest", "ruff; python_version >= '3.10'"]
     assert _requirements(tmp_path, pyproject, "").stdout.splitlines() == ["numpy>=1", "pyyaml"]
+
+
+def test_the_image_requirements_add_mltest_and_torch_unless_the_project_is_mltest(tmp_path: Path) -> None:
+    pyproject = '[project]\nname = "tiny"\ndependencies = ["numpy"]\n[project.optional-dependencies]\ntest = []\n'
+    proc = _requirements(tmp_path, pyproject, "test", "mltest==0.1.0", "torch==2.13.0")
+    assert proc.stdout.splitlines() == ["numpy", "mltest==0.1.0", "torch==2.13.0"]
+    proc = _requirements(tmp_path, pyproject, "test", "mltest==0.1.0", "")  # TORCH="": no torch
+    assert proc.stdout.splitlines() == ["numpy", "mltest==0.1.0"]
+    own = '[project]\nname = "mltest"\ndependencies = ["pytest"]\n'
+    assert _requirements(tmp_path, own, "", "mltest==0.1.0", "torch").stdout.splitlines() == ["pytest", "torch"]
 
 
 def test_the_image_requirements_refuse_an_unknown_extra_in_one_line(tmp_path: Path) -> None:
