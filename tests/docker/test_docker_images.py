@@ -305,3 +305,23 @@ def test_a_new_project_set_up_by_mltest_init_builds_and_runs_its_unit_tier(tmp_p
     assert unit.returncode == 0, unit.stdout[-3000:] + unit.stderr
     assert "1 passed" in unit.stdout
     assert "tinyml" not in run_in(ref, "sh", "-c", "ls /opt/venv/lib/python3*/site-packages").stdout  # in /opt/project
+
+
+def test_a_push_that_cannot_reach_its_registry_is_one_line(images: Images) -> None:
+    from mltest.docker import push_image
+    from mltest.errors import DockerError
+
+    client = engine()
+    try:
+        target = "127.0.0.1:9/mltest-test-push:unreachable"
+        client.api.tag(images.base, "127.0.0.1:9/mltest-test-push", "unreachable")
+        try:
+            with pytest.raises(DockerError) as failure:
+                push_image(client, target)
+        finally:
+            client.api.remove_image(target)
+    finally:
+        client.close()
+    message = str(failure.value)
+    assert message.startswith(f"pushing {target} failed: ")
+    assert "\n" not in message
