@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -70,30 +69,13 @@ def build_inputs() -> tuple[str, Path]:
 
 
 def copy_project(dest: Path) -> Path:
-    """The tracked and untracked-but-not-ignored files of this checkout, as a fresh one-commit git repo."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for raw in listed:
-        if not raw:
-            continue
-        rel = raw.decode()
-        src = REPO / rel
-        if not src.exists() and not src.is_symlink():  # deleted in the work tree, not yet committed
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            target.symlink_to(os.readlink(src))
-        else:
-            shutil.copy2(src, target)
-    git(dest, "init", "-q", "-b", "main")
-    git(dest, "add", "-A")
-    git(dest, "commit", "-q", "-m", "image test checkout")
-    return dest
+    """The tracked and untracked-but-not-ignored files of this checkout, as a fresh one-commit git repo
+    (the same copy the Docker benchmark builds)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from benchmarks.docker import copy_repository
+
+    return copy_repository(dest)
 
 
 @dataclass(frozen=True)
