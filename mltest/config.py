@@ -59,7 +59,7 @@ def _seconds(value: object) -> float:
         raise ValueError(f"expected a number of seconds (0 turns it off); got {value!r}")
     try:
         number = float(value) if isinstance(value, (int, float, str)) else float("nan")
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer too large for a float (YAML has no limit)
         number = float("nan")
     if not number >= 0 or number == float("inf"):
         raise ValueError(f"expected a number of seconds >= 0 (0 turns it off); got {value!r}")
@@ -109,7 +109,7 @@ def _tolerance(value: object) -> float:
             number = float(text)
         else:
             raise ValueError
-    except ValueError:
+    except (ValueError, OverflowError):
         number = float("nan")
     if not 0 <= number < 10:
         raise ValueError(f"expected a relative tolerance such as 0.05 or '5%'; got {value!r}")
@@ -366,13 +366,18 @@ class ConfigFile:
     data: Mapping[str, object]
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _read_pyproject(path: Path) -> Mapping[str, object] | None:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError; an integer over Python's digit limit; nesting
+        raise ConfigError(f"{path}: invalid TOML: {_first_line(exc)}") from None
     tool = document.get("tool")
     section = tool.get("mltest") if isinstance(tool, dict) else None
     if section is None:
@@ -394,6 +399,8 @@ def _read_yaml(path: Path) -> Mapping[str, object]:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # a bad date (2020-13-45), an integer over the digit limit, nesting
+        raise ConfigError(f"{path}: invalid YAML: {_first_line(exc)}") from None
     if document is None:
         return {}
     if not isinstance(document, dict):

@@ -5,6 +5,11 @@ to an injected callable (in pytest: the xdist hand-off; it never touches the sto
 owns one run: it writes the run row when the run starts, appends every finished test to a local
 journal (flushed per test, so a ``kill -9`` loses at most the test in flight), writes to the store in
 batched transactions, and replays journals that a dead process left behind.
+
+A store that cannot be reached (:class:`~mltest.errors.BackendUnavailable`: a database restart, a
+dropped connection) is retried with backoff for a few seconds; writes are idempotent, so a retry
+never duplicates. When it stays down, the run goes on with the journal alone (the store is tried
+again after a pause, and at the end), and ``mltest sync`` sends what the journal holds later.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 from mltest.config import Settings
 from mltest.envinfo import capture_environment
-from mltest.errors import RecordError, StoreError
+from mltest.errors import BackendUnavailable, RecordError, StoreError
 from mltest.gitinfo import ci_run_url, current_commit
 from mltest.model import Commit, Environment, Measurement, MetricSpec, Run, RunStatus, TestResult, utc_now
 from mltest.store import Store, open_store
@@ -48,6 +53,11 @@ __all__ = [
 ]
 
 NOISE_LIMIT = 0.1
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+"""Seconds between the tries of a store write while the store cannot be reached: 7.5 s in all, longer
+than a database restart takes."""
+OFFLINE_SECONDS = 30.0
+"""After a write failed every try, how long the run writes only its journal before trying the store again."""
 
 _LOWER = ("time", "latency", "duration", "seconds", "memory", "bytes", "loss", "error", "perplexity", "wer")
 _HIGHER = ("accuracy", "acc", "f1", "precision", "recall", "auc", "throughput", "score", "bleu", "iou", "map")
@@ -107,6 +117,7 @@ class _Metric:
 
 
 def _finite(name: str, value: object) -> float:
+    __tracebackhide__ = True  # a refused value fails the test at the test's own line, not in mltest
     if isinstance(value, (bool, str, bytes, bytearray)):
         raise RecordError(f"record({name!r}): the value {value!r} is not a number")
     if not isinstance(value, (int, float)):
@@ -157,6 +168,7 @@ class Record:
 
     # ------------------------------------------------------------------ plain values
     def _metric(self, name: str, unit: str | None, higher_is_better: bool | None) -> _Metric:
+        __tracebackhide__ = True
         if not isinstance(name, str) or not name.strip():
             raise RecordError(f"record(): the metric name must be a non-empty string, got {name!r}")
         spec = self._specs.get(name)
@@ -209,6 +221,7 @@ class Record:
 
         ``support`` is how many examples stand behind the value (an accuracy's test-set size).
         """
+        __tracebackhide__ = True
         number = _finite(name, value)
         if support is not None and (isinstance(support, bool) or not isinstance(support, int) or support < 1):
             raise RecordError(f"record({name!r}): support must be a whole number >= 1, got {support!r}")
@@ -281,6 +294,7 @@ class Record:
 
     def throughput(self, items: float, seconds: float, *, name: str = "throughput", unit: str = "items/s") -> float:
         """Record ``items / seconds`` (higher is better) and return it."""
+        __tracebackhide__ = True
         items_f, seconds_f = _finite(name, items), _finite(name, seconds)
         if seconds_f <= 0:
             raise RecordError(f"record.throughput({name!r}): seconds must be > 0, got {seconds!r}")
@@ -431,6 +445,8 @@ class RunRecorder:
         flush_seconds: float = 1.0,
         flush_max: int = 500,
         flush_measured_seconds: float = 0.1,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        offline_seconds: float = OFFLINE_SECONDS,
     ) -> None:
         self.store = store
         self.run = run
@@ -446,12 +462,35 @@ class RunRecorder:
         self.tests = 0
         self.measurement_count = 0
         self.store_errors: list[str] = []
+        """Failed store writes whose records are, for now, only in the journal."""
+        self.recovered_errors: list[str] = []
+        """Failed store writes that a later write made good (the finished run is whole in the store)."""
+        self._retry_delays = tuple(retry_delays)
+        self._offline_seconds = offline_seconds
+        self._offline_until: float | None = None
 
     def begin(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
         self._write({"type": "run", "run": _run_to_json(self.run)})
-        self.store.begin_run(self.run)
+        self._send(lambda: self.store.begin_run(self.run))
+
+    def _send(self, write: Callable[[], None]) -> None:
+        """Do one store write; while the store cannot be reached, try again after each of the retry
+        delays, then raise. Right after a write that failed every try, one try only."""
+        offline = self._offline_until is not None and time.monotonic() < self._offline_until
+        delays = () if offline else self._retry_delays
+        for delay in (*delays, None):
+            try:
+                write()
+            except BackendUnavailable:
+                if delay is None:
+                    self._offline_until = time.monotonic() + self._offline_seconds
+                    raise
+                time.sleep(delay)
+            else:
+                self._offline_until = None
+                return
 
     def _write(self, entry: dict[str, Any]) -> None:
         self._journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
@@ -480,12 +519,15 @@ class RunRecorder:
     def flush(self, *, raise_errors: bool = True) -> None:
         if not self._pending_results and not self._pending_measurements:
             return
+        if not raise_errors and self._offline_until is not None and time.monotonic() < self._offline_until:
+            return  # the store was down moments ago: journal only, for now
+        results, measurements = self._pending_results, self._pending_measurements
         try:
-            self.store.add_results(self.run.run_id, self._pending_results, self._pending_measurements)
+            self._send(lambda: self.store.add_results(self.run.run_id, results, measurements))
         except StoreError as exc:
-            self.store_errors.append(str(exc))
             if raise_errors:
-                raise
+                raise  # the caller reports it (listing it here too showed it twice)
+            self.store_errors.append(str(exc))
             return  # still in the journal: the next flush, or `mltest sync`, sends it
         self._pending_results = []
         self._pending_measurements = []
@@ -496,10 +538,13 @@ class RunRecorder:
         self._write({"type": "finish", "status": status, "finished_at": finished_at})
         try:
             self.flush()
-            self.store.finish_run(self.run.run_id, status, finished_at)
+            self._send(lambda: self.store.finish_run(self.run.run_id, status, finished_at))
         finally:
             self._journal.close()  # on a store error the journal stays, for `mltest sync`
         self.journal_path.unlink(missing_ok=True)
+        # Everything is in the store now: earlier failures cost nothing, and no record waits for a sync.
+        self.recovered_errors.extend(self.store_errors)
+        self.store_errors.clear()
 
 
 def recover_spool(store: Store, spool_dir: Path) -> list[str]:

@@ -39,6 +39,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "live_sheets: talks to a real Google Sheet; skipped unless MLTEST_LIVE_SHEETS_URL and service-account "
         "credentials are set (tests/store/test_gsheets.py)",
     )
+    config.addinivalue_line(
+        "markers",
+        "reliability: faults and bad input (concurrent writers, killed runs, database restarts, bad config); "
+        "every test in tests/reliability/ has it: run them alone with `mltest run all -m reliability`",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -217,6 +217,18 @@ class PostgresServer:
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def start_again(self) -> None:
+        """Start a server stopped with ``stop(remove=False)``: the same port, data directory and databases."""
+        if not self._running:
+            self._start()
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """A database restart: fast shutdown (clients are disconnected), ``down_for`` seconds down, then
+        up again on the same port with the same data."""
+        self.stop(remove=False)
+        time.sleep(down_for)
+        self.start_again()
+
     def __enter__(self) -> PostgresServer:
         return self
 

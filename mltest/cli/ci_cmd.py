@@ -29,10 +29,10 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from mltest.cli.detect_cmds import compare_runs
+from mltest.cli.detect_cmds import compare_runs, comparison_markdown
 from mltest.cli.options import add_setting_flags, given_settings, to_pytest_args
-from mltest.cli.report_cmd import build_report, commit_url, render, repo_url_from
-from mltest.cli.run_cmd import PLUGIN_MODULE, _plugin_installed
+from mltest.cli.report_cmd import build_report, render
+from mltest.cli.run_cmd import PLUGIN_MODULE, plugin_installed
 from mltest.config import OPTIONS_BY_NAME, Settings, load_settings
 from mltest.errors import ConfigError, MltestError
 from mltest.model import Measurement, Run, ShardSpec
@@ -272,7 +272,7 @@ class TierRun:
 def _run_tier(flags: Sequence[str], pytest_args: Sequence[str], settings: Settings, store_url: str) -> TierRun:
     """pytest in a child process; returns its exit code and the run it recorded into ``store_url``."""
     command = [sys.executable, "-m", "pytest"]
-    if not _plugin_installed():  # a source tree: load the plugin by module name
+    if not plugin_installed():  # a source tree: load the plugin by module name
         command += ["-p", PLUGIN_MODULE]
     command += [*flags, *pytest_args]
     print(f"mltest ci: {' '.join(command[1:])}", file=sys.stderr, flush=True)
@@ -399,8 +399,6 @@ def _with_durations(source: Store, target: Store, run: Run) -> None:
 def _unit_comparison(settings: Settings, run: Run, run_store_url: str, last: int, environ: Mapping[str, str]) -> str:
     """``mltest compare --format markdown`` of this run (durations included) against the last ``last``
     unit runs of the main branch on the same machine type; empty when there are none."""
-    from mltest.report.markdown import render_comparison_markdown
-    from mltest.report.model import ComparisonReport, ComparisonView
     from mltest.store.memory import MemoryStore
 
     team = open_store(settings.store_url, root=settings.project_root)
@@ -431,19 +429,7 @@ def _unit_comparison(settings: Settings, run: Run, run_store_url: str, last: int
         team.close()
     main = settings.main_branch
     run, rows = compare_runs(settings, view_store, baseline=main, run_id=run.run_id, commit=None, last=last)
-    view = ComparisonReport(
-        run_id=run.run_id,
-        sha=run.commit.sha,
-        branch=run.commit.branch,
-        baseline=settings.main_branch,
-        env_key=run.environment.key,
-        rows=tuple(
-            ComparisonView(c.test, c.metric, c.unit, c.old, c.new, c.rel_change, c.p_value, c.verdict, c.baseline_runs)
-            for c in rows
-        ),
-        commit_url=commit_url(repo_url_from(settings, environ), run.commit.sha),
-    )
-    return render_comparison_markdown(view)
+    return comparison_markdown(settings, run, main, rows, environ)
 
 
 # ----------------------------------------------------------------------------- ci nightly
@@ -464,12 +450,18 @@ def _branch_checked(settings: Settings, any_branch: bool, environ: Mapping[str, 
 
 def _sync(settings: Settings, summary: Summary) -> None:
     """``mltest sync`` (spooled journals, dead runs, and the Google Sheet when configured); best effort."""
-    from mltest.cli.store_cmds import sync
+    from mltest.cli.store_cmds import sync, sync_sheets
 
     try:
         summary.say(f"sync: {sync(settings)}")
     except Exception as exc:  # a side channel (spool, Google Sheet): any failure of it is one warning line
         summary.warn(f"sync failed: {type(exc).__name__}: {_first_line(exc)}")
+    if not settings.sheets_url:
+        return
+    try:
+        summary.say(f"sheet: {sync_sheets(settings).line()}")
+    except Exception as exc:  # the runs stay queued in the store for the next sync
+        summary.warn(f"sheet sync failed, the runs stay queued: {type(exc).__name__}: {_first_line(exc)}")
 
 
 def nightly(

@@ -10,6 +10,7 @@ from typing import Any
 
 from mltest.cli.options import add_setting_flags, given_settings
 from mltest.config import Settings, load_settings
+from mltest.store import redact_url
 
 __all__ = ["add_parser", "show"]
 
@@ -34,7 +35,8 @@ def add_parser(commands: Any) -> None:
 
 
 def show(settings: Settings, *, as_json: bool = False) -> str:
-    rows = settings.describe()
+    # A store URL (or repository URL) may carry a password: show it redacted, as every message does.
+    rows = [(n, redact_url(v) if n in ("store_url", "repo_url") else v, src) for n, v, src in settings.describe()]
     if as_json:
         return json.dumps(
             {

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from mltest.errors import ConfigError, MltestError
 from mltest.gitinfo import commit_subjects
 from mltest.model import Acknowledgement, Finding, Regression, Run, Series, SeriesPoint, utc_now
 from mltest.recorder import infer_direction
-from mltest.report.fmt import fmt_pct, fmt_value, plural
+from mltest.report.fmt import clean_lines, fmt_pct, fmt_value, plural
 from mltest.store import Store, open_store
 from mltest.store.history import load_series
 
@@ -35,6 +35,7 @@ __all__ = [
     "analyze",
     "check_report",
     "compare_runs",
+    "comparison_markdown",
     "direction_of",
     "guarded",
 ]
@@ -179,7 +180,7 @@ def check_report(analysis: Analysis, *, show_all: bool = False) -> str:
         hidden = sum(1 for r in regs if not _bad_and_open(r))
         if hidden:
             lines.append(f"({hidden} recovered, improvement and environment entries not shown: --all shows them)")
-    return "\n".join(lines)
+    return clean_lines("\n".join(lines))  # test ids, metrics, notes: no escape sequence reaches the terminal
 
 
 def check_json(analysis: Analysis) -> str:
@@ -313,7 +314,7 @@ def compare_report(run: Run, baseline: str, rows: Sequence[Comparison]) -> str:
         f"the recent runs of {baseline} on {run.environment.key}"
     ]
     if not rows:
-        return lines[0] + "\n(the run recorded no measurements)"
+        return clean_lines(lines[0] + "\n(the run recorded no measurements)")
     header = ("test", "metric", "old", "new", "delta", "verdict")
     table = [
         (
@@ -334,10 +335,33 @@ def compare_report(run: Run, baseline: str, rows: Sequence[Comparison]) -> str:
     bad = sum(1 for c in rows if c.verdict == "regression")
     good = sum(1 for c in rows if c.verdict == "improvement")
     lines.append(f"{plural(bad, 'regression')}, {plural(good, 'improvement')}")
-    return "\n".join(lines)
+    return clean_lines("\n".join(lines))
 
 
 # ----------------------------------------------------------------------------- wiring
+def comparison_markdown(
+    settings: Settings, run: Run, baseline: str, rows: Sequence[Comparison], environ: Mapping[str, str]
+) -> str:
+    """The PR-comment / job-summary Markdown of a comparison (``mltest compare --format markdown``)."""
+    from mltest.cli.report_cmd import commit_url, repo_url_from
+    from mltest.report.markdown import render_comparison_markdown
+    from mltest.report.model import ComparisonReport, ComparisonView
+
+    view = ComparisonReport(
+        run_id=run.run_id,
+        sha=run.commit.sha,
+        branch=run.commit.branch,
+        baseline=baseline,
+        env_key=run.environment.key,
+        rows=tuple(
+            ComparisonView(c.test, c.metric, c.unit, c.old, c.new, c.rel_change, c.p_value, c.verdict, c.baseline_runs)
+            for c in rows
+        ),
+        commit_url=commit_url(repo_url_from(settings, environ), run.commit.sha),
+    )
+    return render_comparison_markdown(view)
+
+
 def add_parsers(commands: Any) -> None:
     check = commands.add_parser(
         "check", help="find regressions over the stored history: exit 0 none new, 1 new regression, 2 error"
@@ -473,25 +497,7 @@ def _compare(args: argparse.Namespace, extra: list[str]) -> int:
                 )
             )
         elif args.format == "markdown":
-            from mltest.cli.report_cmd import commit_url, repo_url_from
-            from mltest.report.markdown import render_comparison_markdown
-            from mltest.report.model import ComparisonReport, ComparisonView
-
-            view = ComparisonReport(
-                run_id=run.run_id,
-                sha=run.commit.sha,
-                branch=run.commit.branch,
-                baseline=args.baseline,
-                env_key=run.environment.key,
-                rows=tuple(
-                    ComparisonView(
-                        c.test, c.metric, c.unit, c.old, c.new, c.rel_change, c.p_value, c.verdict, c.baseline_runs
-                    )
-                    for c in rows
-                ),
-                commit_url=commit_url(repo_url_from(settings, os.environ), run.commit.sha),
-            )
-            sys.stdout.write(render_comparison_markdown(view))
+            sys.stdout.write(comparison_markdown(settings, run, args.baseline, rows, os.environ))
         else:
             print(compare_report(run, args.baseline, rows))
         return EXIT_REGRESSION if any(c.verdict == "regression" for c in rows) else EXIT_OK

@@ -13,7 +13,7 @@ from typing import Any
 from mltest.cli.options import add_setting_flags, given_settings, to_pytest_args
 from mltest.model import TIERS
 
-__all__ = ["add_parser", "run"]
+__all__ = ["PLUGIN_MODULE", "add_parser", "plugin_installed", "run"]
 
 PLUGIN_MODULE = "mltest.harness.plugin"
 
@@ -33,7 +33,7 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(handler=_handle, accepts_extra=True)
 
 
-def _plugin_installed() -> bool:
+def plugin_installed() -> bool:
     return any(ep.value == PLUGIN_MODULE for ep in entry_points(group="pytest11"))
 
 
@@ -41,7 +41,7 @@ def run(tier: str, settings: dict[str, Any], pytest_args: Sequence[str]) -> int:
     import pytest
 
     args = [f"--mltest-tier={tier}", *to_pytest_args(settings), *pytest_args]
-    if not _plugin_installed():  # running from a source tree: load the plugin by module name
+    if not plugin_installed():  # running from a source tree: load the plugin by module name
         args = ["-p", PLUGIN_MODULE, *args]
     code = int(pytest.main(args))
     _send_to_sheet(tier, settings)

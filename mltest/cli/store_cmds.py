@@ -13,6 +13,7 @@ from mltest.cli.sheets_sync import add_sheets_flags, check_sheets, sheets_settin
 from mltest.config import Settings
 from mltest.errors import ConfigError, MissingExtraError
 from mltest.recorder import open_store_recovered, reap_dead_runs, recover_spool, spool_dir
+from mltest.report.fmt import clean_lines
 from mltest.store import open_store
 from mltest.store.history import history_frame
 
@@ -96,7 +97,7 @@ def runs_table(settings: Settings, *, branch: str | None, limit: int, as_json: b
             f"{r.run_id[:12]:12}  {r.status:8}  {r.started_at[:19].replace('T', ' '):19}  {r.tier:11}  "
             f"{(r.commit.branch or '-')[:14]:14}  {r.commit.short:10}  {(r.commit.subject or '')[:60]}"
         )
-    return "\n".join(lines)
+    return clean_lines("\n".join(lines))  # commit subjects: no escape sequence reaches the terminal
 
 
 def history_table(settings: Settings, args: argparse.Namespace) -> str:
@@ -129,7 +130,7 @@ def history_table(settings: Settings, args: argparse.Namespace) -> str:
             f"{row['position']:>4}  {str(row['sha'])[:10]:10}  {str(row['branch'] or '-')[:14]:14}  "
             f"{row['value']:>14.6g}  {row['n']:>4}  {shown_iqr:>10}  {str(row['subject'] or '')[:50]}"
         )
-    return "\n".join(lines)
+    return clean_lines("\n".join(lines))
 
 
 def export(settings: Settings, *, fmt: str, out: Path | None, **filters: Any) -> str | None:
@@ -186,7 +187,7 @@ def _sync(args: argparse.Namespace, extra: list[str]) -> int:
     settings = sheets_settings(args)
     if args.check:
         result = check_sheets(settings)
-        print("\n".join(result.lines()))
+        print(clean_lines("\n".join(result.lines())))  # names read from the sheet
         return 0 if result.ok else 1
     print(sync(settings))
     if settings.sheets_url:

@@ -33,7 +33,7 @@ import functools
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Protocol
 
@@ -214,10 +214,15 @@ exact z-score of a short segment exceeds the normal one by about 0.6 at most (pe
 of 5 or 10 of 20 points); below this margin the exact computation is skipped, as it cannot help."""
 
 
+def _upper_z(q: float) -> float:
+    """The z with upper-tail probability ``q``: ``inv_cdf(1 - q)``, also where ``1 - q`` rounds to 1."""
+    return _NORMAL.inv_cdf(1.0 - q) if 1.0 - q < 1.0 else -_NORMAL.inv_cdf(max(q, 1e-300))
+
+
 @functools.lru_cache(maxsize=1024)
 def _hopeless(positions: int, alpha: float) -> float:
     """|z| below which even an exact p-value cannot reach ``alpha`` over ``positions`` tries."""
-    return _NORMAL.inv_cdf(1.0 - alpha / (2.0 * positions)) - EXACT_MARGIN
+    return _upper_z(alpha / (2.0 * positions)) - EXACT_MARGIN
 
 
 class _Ranks:
@@ -277,7 +282,8 @@ class RankScan:
     def __post_init__(self) -> None:
         for name in ("min_size", "tail_min", "tail_window"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())  # not nan/inf
+            if isinstance(value, bool) or not whole:
                 raise DetectionError(f"{name}={value!r} must be a whole number of points")
             object.__setattr__(self, name, int(value))
         for name in ("alpha", "tail_shift"):
@@ -549,7 +555,7 @@ def _above_noise_floor(
     points: list[ChangePoint], noise: FloatArray, bounds: list[int], alpha: float
 ) -> list[ChangePoint]:
     """Drop shifts that the known per-point noise explains (z-test of the two levels)."""
-    z_crit = _NORMAL.inv_cdf(1 - alpha / 2)
+    z_crit = _upper_z(alpha / 2)
     kept = []
     for i, cp in enumerate(points):
         before = noise[bounds[i] : cp.index]
@@ -590,7 +596,17 @@ def change_points(
         raise DetectionError(f"values must be one series (1-D), got shape {x.shape}")
     if np.isinf(x).any():
         raise DetectionError("values contain an infinity: record finite numbers (NaN marks a gap)")
-    floor = _noise_vector(len(x), samples, noise)
+    # Near the largest double, sums, medians and squares overflow: scale by a power of two (exact; ranks
+    # and p-values do not change) and scale the levels back.
+    shift = _overflow_shift(x, noise)
+    if shift:
+        x = np.ldexp(x, -shift)
+        if samples is not None:
+            samples = [np.ldexp(np.asarray(reps, dtype=float), -shift) for reps in samples]
+        if noise is not None:
+            noise = np.ldexp(np.asarray(noise, dtype=float), -shift)
+    with np.errstate(over="ignore", invalid="ignore"):  # repeats far beyond their value: spread inf or nan
+        floor = _noise_vector(len(x), samples, noise)
     detector: ChangePointMethod
     if method is None:
         try:
@@ -603,6 +619,8 @@ def change_points(
         detector = method
     valid = np.flatnonzero(~np.isnan(x))
     found = detector(x[valid], noise=None if floor is None else floor[valid])
+    if shift:
+        found = [replace(cp, before=math.ldexp(cp.before, shift), after=math.ldexp(cp.after, shift)) for cp in found]
     if len(valid) == len(x):
         return found
     # Map positions among the valid points back to positions in ``values``.
@@ -618,6 +636,22 @@ def change_points(
         )
         for cp in found
     ]
+
+
+SAFE_MAGNITUDE = 2.0**500
+"""Values, repeats and noise up to this magnitude are detected as they are; larger ones are scaled."""
+
+
+def _overflow_shift(x: FloatArray, noise: Sequence[float] | float | None) -> int:
+    """The power of two to scale by so that the largest finite value or noise is at most SAFE_MAGNITUDE
+    (0: none needed)."""
+    parts = [x] if noise is None else [x, np.asarray(noise, dtype=float).ravel()]
+    biggest = 0.0
+    for part in parts:
+        finite = np.abs(part[np.isfinite(part)])
+        if finite.size:
+            biggest = max(biggest, float(finite.max()))
+    return max(math.frexp(biggest)[1] - math.frexp(SAFE_MAGNITUDE)[1], 0) if biggest > SAFE_MAGNITUDE else 0
 
 
 def _noise_vector(

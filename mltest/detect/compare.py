@@ -50,6 +50,15 @@ class Comparison:
         return relative_change(self.old, self.new)
 
 
+SAFE_MAGNITUDE = 2.0**500
+"""Larger magnitudes are scaled down by a power of two before the statistics."""
+
+
+def _overflow_shift(values: Sequence[float]) -> int:
+    biggest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    return max(math.frexp(biggest)[1] - math.frexp(SAFE_MAGNITUDE)[1], 0) if biggest > SAFE_MAGNITUDE else 0
+
+
 def compare_values(
     test: str,
     metric: str,
@@ -69,18 +78,23 @@ def compare_values(
     def result(old: float, p: float, verdict: Verdict) -> Comparison:
         return Comparison(test, metric, old, new, p, verdict, len(values), unit, higher_is_better)
 
+    # Near the largest double, sums and squares overflow: the statistics run on the values scaled by a
+    # power of two (exact), which changes neither the t statistic nor the median (scaled back).
+    shift = _overflow_shift([*values, new, noise if noise is not None else 0.0])
+    scaled = [math.ldexp(v, -shift) for v in values]
+    new_scaled = math.ldexp(new, -shift)
     if len(values) < MIN_BASELINE:
-        return result(statistics.median(values) if values else math.nan, math.nan, "no baseline")
+        return result(math.ldexp(statistics.median(scaled), shift) if values else math.nan, math.nan, "no baseline")
     n = len(values)
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values)
+    mean = statistics.fmean(scaled)
+    spread = statistics.stdev(scaled)
     if noise is not None and math.isfinite(noise):
-        spread = max(spread, noise * math.sqrt(2))
-    old = statistics.median(values)
+        spread = max(spread, math.ldexp(noise, -shift) * math.sqrt(2))
+    old = math.ldexp(statistics.median(scaled), shift)
     if spread == 0:
-        p = 1.0 if new == mean else 0.0
+        p = 1.0 if new_scaled == mean else 0.0
     else:
-        p = student_t_sf((new - mean) / (spread * math.sqrt(1 + 1 / n)), n - 1)
+        p = student_t_sf((new_scaled - mean) / (spread * math.sqrt(1 + 1 / n)), n - 1)
     verdict: Verdict = "unchanged"
     if p < alpha and tolerance.exceeded(old, new):
         if higher_is_better is None:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from mltest.report.model import EntryView, Report
 
 __all__ = [
+    "clean_lines",
     "clean_text",
     "count_phrases",
     "ellipsize",
@@ -110,6 +111,12 @@ def clean_text(text: str | None, max_len: int | None = None) -> str:
     text = _CONTROLS.sub("", text)
     text = _SURROGATES.sub("\ufffd", text)  # lone surrogates (undecodable bytes) cannot be encoded
     return ellipsize(text, max_len) if max_len is not None else text
+
+
+def clean_lines(text: str) -> str:
+    """:func:`clean_text` of every line of ``text``, line breaks kept: for terminal output assembled
+    from untrusted fields (tables, summaries) that cannot clean each field itself."""
+    return "\n".join(clean_text(line) for line in text.split("\n"))
 
 
 def ellipsize(text: str, max_len: int, *, keep_end: bool = False) -> str:

@@ -129,8 +129,8 @@ def redact_url(url: str) -> str:
     Works on the text, so a malformed port or an IPv6 host never makes the redaction itself fail.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
+    if not sep:  # not a URL: perhaps a libpq keyword string (host=... password=...)
+        return re.sub(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", r"\1***", url)
     authority, slash, tail = rest.partition("/")
     userinfo, at, hostport = authority.rpartition("@")
     if at and ":" in userinfo:
@@ -159,6 +159,7 @@ def open_store(url: str, *, root: Path | None = None) -> Store:
             f"store URL {shown!r} has no scheme: use sqlite:///PATH (for example sqlite:///.mltest/results.db) "
             "or postgresql://USER@HOST/DB"
         )
+    shown_scheme = shown.split(":", 1)[0].lower()  # from the redacted text: a password may hold a ':'
     raise StoreError(
-        f"unsupported store URL scheme {scheme!r} in {shown!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
+        f"unsupported store URL scheme {shown_scheme!r} in {shown!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
     )

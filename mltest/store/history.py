@@ -52,10 +52,10 @@ def commit_order(commits: Mapping[str, str], links: Mapping[str, str]) -> list[s
     before: dict[str, str] = {}
     for sha in commits:
         parent = links.get(sha)
-        steps = 0
-        while parent is not None and parent not in commits and steps < MAX_WALK:
+        seen = {sha}  # a cycle of unrecorded links (rewritten history) ends the walk at once
+        while parent is not None and parent not in commits and parent not in seen and len(seen) <= MAX_WALK:
+            seen.add(parent)
             parent = links.get(parent)
-            steps += 1
         if parent is not None and parent in commits and parent != sha:
             before[sha] = parent
     children: dict[str, list[str]] = {}

@@ -209,20 +209,25 @@ class SqlStore:
             raise
         return store
 
+    def _error(self, what: str, exc: sa_exc.DBAPIError) -> StoreError:
+        """A driver error as a one-line StoreError naming the store; BackendUnavailable when the server
+        cannot be reached or dropped the connection (a restart): that is worth retrying."""
+        message = _first_line(exc)
+        if self._dialect == "postgresql" and isinstance(exc, sa_exc.OperationalError):
+            if exc.connection_invalidated:
+                return BackendUnavailable(f"{what} failed on {self.url}: the connection was lost: {message}")
+            if "connect" in message or "Connection refused" in message or "timeout" in message:
+                return BackendUnavailable(f"cannot reach the store {self.url}: {message}")
+        return StoreError(f"{what} failed on {self.url}: {message}")
+
     @contextmanager
     def _tx(self, what: str) -> Iterator[sa.Connection]:
         """A write transaction; driver errors become one-line StoreErrors naming the store."""
         try:
             with self._engine.begin() as conn:
                 yield conn
-        except sa_exc.OperationalError as exc:
-            if self._dialect == "postgresql" and getattr(exc, "connection_invalidated", False) is False:
-                message = _first_line(exc)
-                if "connect" in message or "Connection refused" in message or "timeout" in message:
-                    raise BackendUnavailable(f"cannot reach the store {self.url}: {message}") from exc
-            raise StoreError(f"{what} failed on {self.url}: {_first_line(exc)}") from exc
         except sa_exc.DBAPIError as exc:
-            raise StoreError(f"{what} failed on {self.url}: {_first_line(exc)}") from exc
+            raise self._error(what, exc) from exc
 
     def _migrate(self) -> None:
         with self._tx("opening the store") as conn:
@@ -446,7 +451,7 @@ class SqlStore:
             with self._engine.connect() as conn:
                 yield conn.execution_options(mltest_read=True)
         except sa_exc.DBAPIError as exc:
-            raise StoreError(f"{what} failed on {self.url}: {_first_line(exc)}") from exc
+            raise self._error(what, exc) from exc
 
     def _run_query(self) -> sa.Select[Any]:
         return (

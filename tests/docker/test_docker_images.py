@@ -12,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_inspect_shows_layers_and_where_the_bytes_are(images: Images) -> None:
     assert "torch/lib/libtorch_cpu.so" in out
 
 
-SECRET = "S3cr3t-t0ken-in-a-build-arg"
+SECRET = f"tok-{uuid.uuid4().hex}"  # made at run time: this file is in the image's /workspace
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,7 @@ def test_a_header_with_every_column_is_left_alone(
 
 
 # ----------------------------------------------------------------------------- faults
+@pytest.mark.reliability  # issue 11, item 4: also selected by `-m reliability`
 @pytest.mark.parametrize(
     ("kind", "times", "appends"),
     [
@@ -287,6 +288,7 @@ def test_faults_lose_nothing_and_duplicate_nothing(
     assert len(fake_clock.sleeps) >= 1  # it backed off
 
 
+@pytest.mark.reliability
 def test_faults_on_reads_and_the_token_endpoint_are_retried(
     sheets: SheetsServer, sheets_env: dict[str, str], fake_clock: FakeClock, store: Store, three_runs: list[Run]
 ) -> None:

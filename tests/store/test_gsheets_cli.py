@@ -215,3 +215,21 @@ def test_a_recorded_integration_run_lands_in_the_sheet_as_documented(
     synced = mltest(repo, "sync", env=env)
     assert synced.stdout.splitlines()[1] == f"sent 1 run(s), 2 row(s) to {SHEET}"
     assert sorted(Counter(r["run_id"] for r in sheet_records(sheets)).values()) == [2, 2]
+
+
+@pytest.mark.integration  # the sheet-down half waits out the real retry backoff (about 25 s)
+def test_ci_nightly_sends_the_queued_runs_to_the_sheet(
+    project: Path, sheets: SheetsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["ci", "nightly", "--report-only", "--any-branch", "--device", "cpu", "--artifacts", str(project / "a")]
+    code = main(argv)
+    out = capsys.readouterr()
+    assert f"sheet: sent 3 run(s), 6 row(s) to {SHEET}" in out.out + out.err
+    assert Counter(r["run_id"] for r in sheet_records(sheets)) == {"run0": 2, "run1": 2, "run2": 2}
+    assert code == 1  # the checkout's commit has no integration run recorded: the report job fails
+    sheets.fail("append", "500", times=100)
+    fill(project, 1, start=3)
+    main(argv)
+    err = capsys.readouterr().err
+    assert "sheet sync failed, the runs stay queued" in err
+    assert len(sheet_records(sheets)) == 6
