@@ -35,10 +35,11 @@ class CommitInfo:
 
 def _git(cwd: Path, *args: str) -> str | None:
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False)
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    # Decoded by hand: text mode would turn a \r inside a commit subject into a line break.
+    return proc.stdout.decode("utf-8", "replace").strip() if proc.returncode == 0 else None
 
 
 def is_pull_request(environ: Mapping[str, str]) -> bool:
@@ -92,7 +93,9 @@ def commit_subjects(cwd: Path, shas: Iterable[str]) -> dict[str, str]:
     out = _git(cwd, "log", "--no-walk=unsorted", "--ignore-missing", f"--format=%H{_SEP}%s", *wanted)
     if out is None:
         return {}
-    return {h: subj for h, _, subj in (ln.partition(_SEP) for ln in out.splitlines())}
+    # Split on newlines only: str.splitlines() also splits on \r, \x1c-\x1e, \x85 and \u2028, which a
+    # subject may contain (git's %s keeps them), and would cut such a subject short.
+    return {h: subj for h, _, subj in (ln.partition(_SEP) for ln in out.split("\n")) if h}
 
 
 def first_parent_range(cwd: Path, good: str, bad: str) -> list[str] | None:

@@ -287,6 +287,16 @@ def test_commit_subjects_skips_commits_the_checkout_does_not_have(linear: tuple[
     assert commit_subjects(repo.parent, [shas[0]]) == {}  # not a checkout
 
 
+def test_commit_subjects_keep_separators_that_are_not_newlines(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    subject = "fix\x1cthe\x1dloss\x1e and\u2028the\x85step\rnow"
+    git(repo, "commit", "-q", "--allow-empty", "-m", subject)
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    assert commit_subjects(repo, [sha]) == {sha: subject}
+
+
 def test_first_parent_range_lists_good_then_every_commit_up_to_bad(linear: tuple[Path, list[str]]) -> None:
     repo, shas = linear
     assert first_parent_range(repo, shas[0], shas[2]) == shas

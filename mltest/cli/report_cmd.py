@@ -34,7 +34,7 @@ from mltest.report.model import (
     SegmentView,
     SeriesView,
 )
-from mltest.store import Store, open_store
+from mltest.store import Store, open_store, redact_url
 
 __all__ = ["FORMATS", "add_parsers", "build_report", "commit_url", "render", "repo_url_from", "series_key"]
 
@@ -57,7 +57,11 @@ def repo_url_from(settings: Settings, environ: Mapping[str, str]) -> str | None:
     if not url:
         url = environ.get("CI_PROJECT_URL") or None
     if url and not url.lower().startswith(("http://", "https://")):
-        raise ConfigError(f"repo_url {url!r}: give the repository's web address, starting with https://")
+        raise ConfigError(f"repo_url {redact_url(url)!r}: give the repository's web address, starting with https://")
+    if url and "@" in url.split("/", 3)[2]:  # https://user:token@host/...: links must not carry credentials
+        scheme, _, rest = url.partition("://")
+        host, slash, path = rest.partition("/")
+        url = f"{scheme}://{host.rsplit('@', 1)[1]}{slash}{path}"
     return url.rstrip("/") if url else None
 
 

@@ -124,6 +124,12 @@ def test_repo_url_comes_from_the_setting_or_ci_and_must_be_a_web_address(tmp_pat
         repo_url_from(Settings(repo_url="javascript:alert(1)"), {})
     assert commit_url(None, "abc") is None
     assert commit_url("https://x.example/r", "abc") == "https://x.example/r/commit/abc"
+    # Credentials in the setting never reach a link (or an error message).
+    assert repo_url_from(Settings(repo_url="https://ci:t0ken@x.example/r"), {}) == "https://x.example/r"
+    assert repo_url_from(Settings(repo_url="https://t0ken@x.example"), {}) == "https://x.example"
+    with pytest.raises(ConfigError) as bad:
+        repo_url_from(Settings(repo_url="ftp://ci:t0ken@x.example/r"), {})
+    assert "t0ken" not in str(bad.value)
 
 
 def test_report_command_writes_json_to_a_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
