@@ -468,6 +468,10 @@ class RunRecorder:
         self._retry_delays = tuple(retry_delays)
         self._offline_seconds = offline_seconds
         self._offline_until: float | None = None
+        self._lock = threading.RLock()
+        """Held by every store write: the timer that flushes waiting measurements runs in its own thread."""
+        self._timer: threading.Timer | None = None
+        self._finished = False
 
     def begin(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -497,6 +501,10 @@ class RunRecorder:
         self._journal.flush()  # in the OS page cache now: a kill -9 of this process cannot lose it
 
     def add_test(self, result: TestResult, measurements: Sequence[Measurement] = ()) -> None:
+        with self._lock:
+            self._add_test(result, measurements)
+
+    def _add_test(self, result: TestResult, measurements: Sequence[Measurement]) -> None:
         self._write(
             {
                 "type": "test",
@@ -515,8 +523,27 @@ class RunRecorder:
         due = since >= (self._flush_measured_seconds if self._pending_measurements else self._flush_seconds)
         if due or len(self._pending_results) >= self._flush_max:
             self.flush(raise_errors=False)
+        elif self._pending_measurements and self._timer is None:
+            # Not due yet, and the next test may hang or never come: a timer sends them when they are.
+            self._timer = threading.Timer(max(self._flush_measured_seconds - since, 0.0), self._timed_flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _timed_flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._finished:
+                return
+            try:
+                self.flush(raise_errors=False)
+            except Exception as exc:  # a thread must not die with an exception; the journal has the records
+                self.store_errors.append(f"{type(exc).__name__}: {exc}")
 
     def flush(self, *, raise_errors: bool = True) -> None:
+        with self._lock:
+            self._flush(raise_errors)
+
+    def _flush(self, raise_errors: bool) -> None:
         if not self._pending_results and not self._pending_measurements:
             return
         if not raise_errors and self._offline_until is not None and time.monotonic() < self._offline_until:
@@ -534,6 +561,14 @@ class RunRecorder:
         self._last_flush = time.monotonic()
 
     def finish(self, status: RunStatus) -> None:
+        with self._lock:
+            self._finished = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._finish(status)
+
+    def _finish(self, status: RunStatus) -> None:
         finished_at = utc_now()
         self._write({"type": "finish", "status": status, "finished_at": finished_at})
         try:

@@ -535,6 +535,41 @@ def test_run_recorder_begin_writes_the_run_and_a_journal(tmp_path: Path) -> None
         recorder.finish("passed")
 
 
+def test_measurements_not_yet_due_reach_the_store_without_waiting_for_another_test(
+    store: Store, tmp_path: Path
+) -> None:
+    """A measured test that ends right after a store write is not held back until the next test ends:
+    that test may hang and the runner die with the journal (an ephemeral CI machine)."""
+    recorder = RunRecorder(store, make_run(), tmp_path / "spool", flush_seconds=3600, flush_measured_seconds=0.2)
+    recorder.begin()
+    try:
+        recorder.add_test(TestResult("t::a", "passed", 0.1), [measurement("t::a")])  # 0.2 s since the write of
+        recorder.add_test(TestResult("t::b", "passed", 0.1), [measurement("t::b")])  # the run are not yet gone
+        assert store.run_measurements("run1") == []
+        deadline = time.monotonic() + 5
+        while len(store.run_measurements("run1")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [m.test for m in store.run_measurements("run1")] == ["t::a", "t::b"]  # no further add_test
+        assert recorder.store_errors == []
+    finally:
+        recorder.finish("passed")
+    assert [r.test for r in store.results("run1")] == ["t::a", "t::b"]
+
+
+def test_finishing_cancels_the_pending_timed_flush(tmp_path: Path) -> None:
+    store = MemoryStore()
+    recorder = RunRecorder(store, make_run(), tmp_path / "spool", flush_seconds=3600, flush_measured_seconds=30)
+    recorder.begin()
+    recorder.add_test(TestResult("t::a", "passed", 0.1), [measurement("t::a")])
+    recorder.add_test(TestResult("t::b", "passed", 0.1), [measurement("t::b")])
+    timer = recorder._timer
+    assert timer is not None
+    recorder.finish("passed")
+    timer.join(1)
+    assert not timer.is_alive()
+    assert [m.test for m in store.run_measurements("run1")] == ["t::a", "t::b"]
+
+
 def test_run_recorder_journals_each_test_and_finish_cleans_up(tmp_path: Path) -> None:
     store = MemoryStore()
     recorder = RunRecorder(store, make_run(), tmp_path / "spool", flush_seconds=3600, flush_measured_seconds=0)
