@@ -7,10 +7,8 @@ store API (60 commits of main; the step time of t.py::a 30 % slower from commit 
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 from gitrepo import git, isolate_git
 from test_detect_cli import PROJECT, record_history, sha, timing
+from webhookserver import webhook_receiver
 
 from mltest.cli import main, store_cmds
 from mltest.store import open_store
@@ -98,24 +97,8 @@ def junit_cases(path: Path) -> list[str]:
 
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[bytes]]]:
-    received: list[bytes] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/SECRET", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with webhook_receiver("/hooks/SECRET") as hook:
+        yield hook
 
 
 # ----------------------------------------------------------------------------- nightly: the branch

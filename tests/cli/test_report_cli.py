@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_detect_cli import PROJECT, accuracy, cli, record_history, sha, timing, write_config
+from webhookserver import webhook_receiver
 
 from mltest.cli.detect_cmds import analyze
 from mltest.cli.report_cmd import build_report, commit_url, repo_url_from, series_key
@@ -153,25 +154,8 @@ def test_report_command_errors_are_one_line(project: Path, capsys: pytest.Captur
 def test_notify_posts_the_new_regression_to_a_webhook_and_never_prints_its_url(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import http.server
-    import threading
-
-    received: list[bytes] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with webhook_receiver("/hooks/SECRET-TOKEN") as (url, received):
         _history(project)
-        url = f"http://127.0.0.1:{server.server_address[1]}/hooks/SECRET-TOKEN"
         monkeypatch.setenv("MLTEST_WEBHOOK_URL", url)
         assert cli(project, "notify", "--kind", "json") == 0
         out = capsys.readouterr()
@@ -183,6 +167,3 @@ def test_notify_posts_the_new_regression_to_a_webhook_and_never_prints_its_url(
         monkeypatch.delenv("MLTEST_WEBHOOK_URL")
         assert cli(project, "notify") == 2
         assert "no webhook" in capsys.readouterr().err
-    finally:
-        server.shutdown()
-        server.server_close()
