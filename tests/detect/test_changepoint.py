@@ -882,3 +882,154 @@ def test_skipping_hopeless_exact_p_values_changes_no_result(monkeypatch: pytest.
     fast = results()
     monkeypatch.setattr(module, "_hopeless", lambda positions, alpha: -1.0)
     assert results() == fast
+
+
+# ====================================================================== C. the shortcuts against plain computations
+# The detector computes in bulk what the method defines one interval, split or tail size at a time.
+# Each shortcut is pinned here against the plain computation, bit for bit.
+
+
+def _shortcut_series() -> list[np.ndarray]:
+    """Noise, steps, short excursions, tails, ties, blips and AR(1), short and long."""
+    rng = np.random.default_rng(2024)
+    series: list[np.ndarray] = []
+    for n in (10, 16, 24, 40, 41, 60, 80, 120, 200, 257, 300, 600):
+        for kind in range(6):
+            x = rng.standard_normal(n)
+            if kind == 1:
+                x = np.round(x, 1)  # ties
+            elif kind == 2:
+                x = _ar1(rng, n, 0.6)
+            elif kind == 3:
+                x = np.full(n, 0.75)
+                x[rng.integers(0, n, max(1, n // 20))] = 0.8  # blips in a constant series
+            elif kind == 4:
+                x[n - int(rng.integers(2, 11)) :] += rng.choice([-6.0, 6.0])  # a change in the newest points
+            for _ in range(int(rng.integers(0, 4))):
+                start = int(rng.integers(1, n))
+                x[start : start + int(rng.integers(8, 60))] += rng.choice([-3.0, -1.5, 1.5, 3.0])
+            series.append(x)
+    return series
+
+
+def test_ranks_are_mid_ranks() -> None:
+    from mltest.detect.changepoint import _ranks
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 5, 50, 200):
+        for x in (rng.standard_normal(n), np.round(rng.standard_normal(n)), np.zeros(n)):
+            less = (x[None, :] < x[:, None]).sum(axis=1)
+            equal = (x[None, :] == x[:, None]).sum(axis=1)
+            np.testing.assert_array_equal(_ranks(x), less + (equal + 1) / 2)
+
+
+@pytest.mark.parametrize("min_size", [2, 3, 5, 7])
+def test_seeded_intervals_are_the_halving_half_overlapping_grid(min_size: int) -> None:
+    from mltest.detect.changepoint import _seeds_build
+
+    for m in range(2, 320):
+        expected = []  # (row start, split, permutation variance over the scores') in the flat order
+        length = m // 2
+        while length >= 4 * min_size:
+            starts = np.unique(np.append(np.arange(0, m - length + 1, max(1, length // 2)), m - length))
+            for start in starts.tolist():
+                for k in range(min_size, length - min_size + 1):
+                    expected.append((start, start + k, k * (length - k) / (length - 1)))
+            length //= 2
+        flat, stepwise = _seeds_build(m, min_size), _seeds_build(m, min_size, flat=False)
+        if not expected:
+            assert flat is None
+            assert stepwise is None
+            continue
+        assert flat is not None
+        assert stepwise is not None
+        assert flat.splits is not None
+        assert flat.positions == stepwise.positions == len(expected)
+        got = list(
+            zip(flat.splits.start.tolist(), flat.splits.split.tolist(), flat.splits.spread.tolist(), strict=True)
+        )
+        assert got == expected
+        assert [stepwise.split(j) for j in range(len(expected))] == [(s, k) for s, k, _ in expected]
+
+
+def test_long_segments_scanned_length_by_length_give_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments longer than CACHED_LENGTH take their seeded intervals a length at a time instead of in
+    one flat gather; both give the same change points, statistics and p-values."""
+    import mltest.detect.changepoint as module
+
+    series = _shortcut_series()
+    flat = [change_points(x) for x in series]
+    monkeypatch.setattr(module, "CACHED_LENGTH", 0)
+    assert [change_points(x) for x in series] == flat
+
+
+def test_the_tail_tests_count_shortcut_changes_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tail test rules series out by a count before it sorts anything (and skips sizes by a limit
+    on that count); without the limits every size goes through the full test, with the same result."""
+    import mltest.detect.changepoint as module
+
+    series = _shortcut_series()
+    options = [{}, {"tail_min": 3, "tail_window": 20}, {"alpha": 0.2, "tail_shift": 1.0}, {"min_size": 3}]
+    fast = [[change_points(x, **o) for o in options] for x in series]
+    module._tail_rows_cached.cache_clear()
+    monkeypatch.setattr(module, "_tail_limit", lambda size, window, alpha: window)
+    try:
+        assert [[change_points(x, **o) for o in options] for x in series] == fast
+    finally:
+        module._tail_rows_cached.cache_clear()
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 1e-6])
+def test_tail_limit_is_the_largest_count_that_is_significant(alpha: float) -> None:
+    from mltest.detect.changepoint import _tail_limit
+
+    for size in range(2, 21):
+        for window in range(2, 121, 7):
+            significant = [
+                beyond
+                for beyond in range(window + 1)
+                if min(1.0, 4.0 * math.comb(beyond + size, size) / math.comb(window + size, size)) < alpha
+            ]
+            assert _tail_limit(size, window, alpha) == (max(significant) if significant else -1)
+
+
+def test_exact_split_matches_a_split_by_split_computation() -> None:
+    """All splits' exact Wilcoxon p-values at once, against one split at a time."""
+    from statistics import NormalDist
+
+    from mltest.detect.changepoint import _exact_split, _ranks, _u_cdf
+
+    def plain(seg: np.ndarray, a: int, lo: int, factor: float, t: np.ndarray) -> tuple[int, float, float] | None:
+        m = len(seg)
+        ranks = _ranks(seg)
+        if np.all(ranks == ranks[0]):
+            return None
+        sums = np.cumsum(ranks)
+        best_p, best_j = 1.0, -1
+        for j, k in enumerate(range(lo, m - lo + 1)):
+            cdf = _u_cdf(k, m - k)
+            u = float(sums[k - 1]) - k * (k + 1) / 2
+            lower = float(cdf[math.floor(u)])
+            upper = 1.0 - float(cdf[math.ceil(u) - 1]) if math.ceil(u) > 0 else 1.0
+            p = min(1.0, 2.0 * min(lower, upper))
+            if p < best_p:
+                best_p, best_j = p, j
+        if best_j < 0:
+            return None
+        z = NormalDist().inv_cdf(1.0 - best_p / 2.0) / math.sqrt(factor) if best_p > 0 else math.inf
+        p_adj = min(1.0, (m - 2 * lo + 1) * math.erfc(z / math.sqrt(2)))
+        return a + lo + best_j, math.copysign(z, float(t[best_j])), p_adj
+
+    rng = np.random.default_rng(17)
+    for _ in range(300):
+        m = int(rng.integers(6, 41))
+        lo = int(rng.integers(2, m // 2 + 1))
+        seg = rng.standard_normal(m)
+        seg[int(rng.integers(1, m)) :] += rng.choice([0.0, 1.0, 3.0, 10.0])
+        if rng.random() < 0.4:
+            seg = np.round(seg)  # ties: half-integer U
+        t = rng.standard_normal(m - 2 * lo + 1)
+        factor = float(rng.choice([1.0, 1.7, 4.0]))
+        found = _exact_split(seg, 7, lo, factor, t)
+        expected = plain(seg, 7, lo, factor, t)
+        assert (None if found is None else (found.index, found.statistic, found.p_value)) == expected
