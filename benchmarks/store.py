@@ -63,7 +63,7 @@ FULL_MEASUREMENTS = 100_000
 FULL_HISTORY = 10_000
 READ_REPEATS = 5
 PROFILED_RUNS = 20
-"""Runs written once more with SQLAlchemy event listeners attached, for statement counts (not timed)."""
+"""Runs written once more with the store's cursor wrapped, for statement counts (not timed)."""
 
 PROJECT = "bench"
 BRANCH = "main"
@@ -350,42 +350,62 @@ class CallProfile:
         return self.statements / max(self.runs, 1), self.transactions / max(self.runs, 1)
 
 
+class _CountingCursor:
+    """A store cursor that counts and times the statements sent through it."""
+
+    def __init__(self, cursor: Any, counts: dict[str, float]) -> None:
+        self._cursor = cursor
+        self._counts = counts
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._cursor.execute(sql, parameters)
+        finally:
+            self._counts["statements"] += 1
+            self._counts["cursor_s"] += time.perf_counter() - started
+
+    def executemany(self, sql: str, seq_of_parameters: Sequence[Sequence[Any]], /) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._cursor.executemany(sql, seq_of_parameters)
+        finally:
+            self._counts["statements"] += 1
+            self._counts["executemany"] += 1
+            self._counts["cursor_s"] += time.perf_counter() - started
+
+
 @contextmanager
 def _counting(store: Store) -> Iterator[dict[str, float]]:
-    """Counts statements (``executemany`` ones too), commits and cursor time through SQLAlchemy events."""
-    import sqlalchemy as sa
+    """Counts statements (``executemany`` ones too), transactions and cursor time of a SQL store.
 
-    engine = getattr(store, "_engine", None)
+    The store's writes go straight to the driver's cursor (``SqlStore._raw``), past SQLAlchemy's
+    events: this wraps that cursor. On SQLite, each transaction's ``BEGIN IMMEDIATE`` and ``COMMIT``
+    are statements too (sent, and timed, outside the wrapped calls)."""
     counts: dict[str, float] = {"statements": 0, "executemany": 0, "commits": 0, "cursor_s": 0.0}
-    if not isinstance(engine, sa.Engine):
+    original = getattr(store, "_raw", None)
+    if original is None:
         yield counts
         return
-    started: list[float] = []
+    sqlite = getattr(store, "_dialect", "") == "sqlite"
 
-    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        counts["statements"] += 1
-        counts["executemany"] += int(executemany)
-        started.append(time.perf_counter())
+    @contextmanager
+    def counted(what: str, *, write: bool) -> Iterator[_CountingCursor]:
+        with original(what, write=write) as cursor:
+            yield _CountingCursor(cursor, counts)
+        if write:
+            counts["commits"] += 1
+            counts["statements"] += 2 if sqlite else 0
 
-    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        counts["cursor_s"] += time.perf_counter() - started.pop()
-
-    def commit(conn: Any) -> None:
-        counts["commits"] += 1
-
-    sa.event.listen(engine, "before_cursor_execute", before)
-    sa.event.listen(engine, "after_cursor_execute", after)
-    sa.event.listen(engine, "commit", commit)
+    store._raw = counted  # type: ignore[attr-defined]
     try:
         yield counts
     finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
-        sa.event.remove(engine, "after_cursor_execute", after)
-        sa.event.remove(engine, "commit", commit)
+        del store._raw  # type: ignore[attr-defined]
 
 
 def profile_runs(store: Store, workload: Sequence[RunWrites]) -> CallProfile:
-    """Write ``workload`` with event listeners attached (kept out of the timed passes)."""
+    """Write ``workload`` with its statements counted (kept out of the timed passes)."""
     with _counting(store) as counts:
         timing = write_runs(store, workload)
     return CallProfile(
@@ -646,7 +666,7 @@ def split_table(
 
 def read_table(sqlite: BackendResult, postgres: BackendResult | str) -> str:
     def rest(r: BackendResult) -> str:
-        return _millis(r.read.load_ms - r.read.series_ms - r.read.links_ms)
+        return _millis(r.read.load_ms - r.read.series_ms)
 
     return table(
         ["step", "SQLite", "PostgreSQL"],
@@ -656,14 +676,17 @@ def read_table(sqlite: BackendResult, postgres: BackendResult | str) -> str:
                 *_both(sqlite, postgres, lambda r: f"{_millis(r.read.series_ms)}; {_millis(r.read.series_first_ms)}"),
             ],
             [
-                "`store.first_parent_links()` alone",
+                "`store.first_parent_links()`: every link (not what `load_series` reads)",
                 *_both(sqlite, postgres, lambda r: f"{_millis(r.read.links_ms)} ({r.read.links:,} links)"),
             ],
             [
                 "`load_series` (median; first call)",
                 *_both(sqlite, postgres, lambda r: f"{_millis(r.read.load_ms)}; {_millis(r.read.load_first_ms)}"),
             ],
-            ["`load_series` minus the two above (ordering, grouping)", *_both(sqlite, postgres, rest)],
+            [
+                "`load_series` minus `store.series` (the links of its commits, ordering, grouping)",
+                *_both(sqlite, postgres, rest),
+            ],
         ],
     )
 
@@ -772,8 +795,8 @@ otherwise), so a run of fast tests is a single `add_results`: the target row.
   `{READ_TEST}` x `{READ_METRIC}` ({METRICS[0].samples} samples).
 - *read* (timed, median of {READ_REPEATS}): that series on branch `{BRANCH}` via
   `store.series(test=, metric=, branch=)` (the SQL query and row decoding) and via
-  `mltest.store.history.load_series` (the query, `first_parent_links()`, commit ordering, one
-  point per commit); both are checked to return all {sizes.history:,} points, oldest first.
+  `mltest.store.history.load_series` (the query, `first_parent_links(shas)` of its commits, commit
+  ordering, one point per commit); both are checked to return all {sizes.history:,} points, oldest first.
 
 **Ancestry.** Each commit carries `parents=(previous,)` and `ancestry` = its {sizes.depth} nearest
 first-parent ancestors, which is what `mltest.gitinfo.current_commit` records from a real checkout
@@ -804,8 +827,9 @@ Read, by step ({sizes.history:,}-commit series; the store also holds the insert 
 
 {read_table(sqlite, postgres)}
 
-Statements per run ({PROFILED_RUNS} more runs of the insert workload written with SQLAlchemy event
-listeners attached, outside the timed passes; SQLite's `BEGIN IMMEDIATE` counts as a statement):
+Statements per run ({PROFILED_RUNS} more runs of the insert workload written with the store's cursor
+wrapped to count them, outside the timed passes; SQLite's `BEGIN IMMEDIATE` and `COMMIT` count as
+statements):
 
 {profile_table(sqlite, postgres)}
 {END}

@@ -72,7 +72,7 @@ class ShardSpec:
 
 # ----------------------------------------------------------------------------- records
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the stored schema this mltest writes; older stores are migrated, newer ones refused."""
 
 RunStatus = Literal["running", "passed", "failed", "aborted"]

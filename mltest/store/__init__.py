@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mltest.errors import StoreError
 from mltest.model import Acknowledgement, Measurement, Run, RunStatus, TestResult
 
-__all__ = ["SeriesRow", "Store", "median_durations", "open_store", "redact_url"]
+__all__ = ["MAX_WALK", "SeriesRow", "Store", "median_durations", "open_store", "redact_url"]
+
+MAX_WALK = 100_000
+"""The most first-parent links followed back from one commit (a bound against corrupt histories)."""
 
 
-@dataclass(frozen=True)
-class SeriesRow:
-    """One stored measurement joined with its run, commit and environment (what history reads)."""
+class SeriesRow(NamedTuple):
+    """One stored measurement joined with its run, commit and environment (what history reads).
+
+    A named tuple, not a dataclass: a series read builds one per measurement (10,000 for a long
+    history), and a tuple is built in a fraction of the time."""
 
     run_id: str
     sha: str
@@ -91,13 +95,26 @@ class Store(Protocol):
     ) -> list[SeriesRow]:
         """Matching measurements, unordered (ordering by history is :mod:`mltest.store.history`'s job)."""
 
-    def first_parent_links(self) -> dict[str, str]:
-        """sha -> first parent, for every link ever recorded."""
+    def first_parent_links(self, shas: Collection[str] | None = None) -> dict[str, str]:
+        """sha -> first parent, for every link ever recorded.
+
+        With ``shas``: at least the links on the first-parent path from each of them back to the
+        nearest other member of ``shas`` (or as far as recorded, at most :data:`MAX_WALK` links):
+        what :func:`mltest.store.history.commit_order` needs to order them. More may come back."""
 
     def add_acknowledgement(self, ack: Acknowledgement) -> None:
         """Store (or replace) the acknowledgement of ``ack.target``."""
 
     def acknowledgements(self) -> list[Acknowledgement]: ...
+
+    def detection_states(self, keys: Sequence[str]) -> dict[str, str]:
+        """key -> state, for those of ``keys`` that have a saved state (what incremental detection kept)."""
+
+    def save_detection_states(self, states: Mapping[str, str]) -> None:
+        """Store each key's state, replacing an earlier one, in one transaction."""
+
+    def clear_detection_states(self) -> None:
+        """Forget every saved detection state."""
 
     def mark_delivered(self, sink: str, run_ids: Sequence[str], delivered_at: str) -> None:
         """Record that ``sink`` (a destination such as ``gsheets://KEY/WORKSHEET``) has these runs.

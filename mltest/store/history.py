@@ -8,18 +8,17 @@ connects two commits (a force-push, a clone too shallow), commit time decides, t
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from mltest.model import Series, SeriesPoint
-from mltest.store import SeriesRow, Store
+from mltest.store import MAX_WALK, SeriesRow, Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["HISTORY_COLUMNS", "commit_order", "history", "history_frame", "load_series"]
-
-MAX_WALK = 100_000
 
 HISTORY_COLUMNS = (
     "position",
@@ -50,40 +49,124 @@ def commit_order(commits: Mapping[str, str], links: Mapping[str, str]) -> list[s
     ``commits``. Kahn's algorithm over those edges, with ties broken by the sort key, then sha.
     """
     before: dict[str, str] = {}
+    get = links.get
     for sha in commits:
-        parent = links.get(sha)
+        parent = get(sha)
+        if parent is None:
+            continue
+        if parent in commits:  # the common case: the parent was measured too
+            if parent != sha:
+                before[sha] = parent
+            continue
         seen = {sha}  # a cycle of unrecorded links (rewritten history) ends the walk at once
         while parent is not None and parent not in commits and parent not in seen and len(seen) <= MAX_WALK:
             seen.add(parent)
-            parent = links.get(parent)
+            parent = get(parent)
         if parent is not None and parent in commits and parent != sha:
             before[sha] = parent
     children: dict[str, list[str]] = {}
     for child, parent in before.items():
-        children.setdefault(parent, []).append(child)
+        kids = children.get(parent)
+        if kids is None:
+            children[parent] = [child]
+        else:
+            kids.append(child)
     ready = [(commits[sha], sha) for sha in commits if sha not in before]
     heapq.heapify(ready)
     order: list[str] = []
+    append, push, pop = order.append, heapq.heappush, heapq.heappop
     while ready:
-        _, sha = heapq.heappop(ready)
-        order.append(sha)
-        for child in children.get(sha, ()):
-            heapq.heappush(ready, (commits[child], child))
+        _, sha = pop(ready)
+        while True:
+            append(sha)
+            kids = children.get(sha)
+            if kids is None:
+                break
+            if len(kids) == 1 and not ready:  # a chain: its one child is next, no heap needed
+                sha = kids[0]
+                continue
+            for child in kids:
+                push(ready, (commits[child], child))
+            break
     if len(order) < len(commits):  # a cycle in recorded links (rewritten history): fall back to the key
         seen = set(order)
         order += sorted((s for s in commits if s not in seen), key=lambda s: (commits[s], s))
     return order
 
 
-def ordered_rows(rows: Iterable[SeriesRow], links: Mapping[str, str]) -> list[tuple[int, SeriesRow]]:
-    rows = list(rows)
-    keys: dict[str, str] = {}
-    for row in rows:
+def _fields(*names: str) -> itemgetter[Any]:
+    """A getter of these fields of a SeriesRow that runs in C, for the passes over every row."""
+    return itemgetter(*(SeriesRow._fields.index(name) for name in names))
+
+
+_SHA = _fields("sha")
+_ORDER_AT_ONE_COMMIT = _fields("started_at", "run_id", "test", "metric")
+_SERIES_KEY = _fields("test", "metric", "env_key")
+_DIRECTION = _fields("higher_is_better")
+
+
+def _commit_keys(rows: Sequence[SeriesRow]) -> dict[str, str]:
+    """sha -> its sort key: the commit time, else its earliest run's start."""
+    keys = dict(zip(map(_SHA, rows), [r.committed_at or r.started_at for r in rows], strict=True))
+    if len(keys) == len(rows):
+        return keys
+    keys = {}
+    for row in rows:  # several rows at one commit: the smallest key
         key = row.committed_at or row.started_at
-        keys[row.sha] = min(keys.get(row.sha, key), key)
-    position = {sha: i for i, sha in enumerate(commit_order(keys, links))}
-    ranked = sorted(rows, key=lambda r: (position[r.sha], r.started_at, r.run_id, r.test, r.metric))
-    return [(position[r.sha], r) for r in ranked]
+        known = keys.get(row.sha)
+        if known is None or key < known:
+            keys[row.sha] = key
+    return keys
+
+
+def _in_commit_order(
+    rows: Sequence[SeriesRow], links_of: Callable[[Collection[str]], Mapping[str, str]]
+) -> tuple[list[SeriesRow], dict[str, int]]:
+    """``rows`` by commit position, then run start, run id, test and metric; and sha -> position.
+
+    ``links_of(shas)`` gives the first-parent links that order those commits."""
+    keys = _commit_keys(rows)
+    order = commit_order(keys, links_of(keys))
+    position = {sha: i for i, sha in enumerate(order)}
+    if len(keys) < len(rows):  # several rows at one commit: their order is the tie-break's
+        rows = sorted(rows, key=_ORDER_AT_ONE_COMMIT)
+    ranks = list(map(position.__getitem__, map(_SHA, rows)))
+    return list(map(rows.__getitem__, sorted(range(len(rows)), key=ranks.__getitem__))), position
+
+
+def _points(rows: list[SeriesRow]) -> tuple[tuple[SeriesPoint, ...], SeriesRow]:
+    """One series' rows (in commit order) as points, one per commit and fingerprint; and the last row."""
+    point = SeriesPoint
+    if len(set(map(_SHA, rows))) == len(rows):  # one run per commit, the common case: a point per row
+        built = [
+            point(r.sha, r.value, r.samples, r.support or None, r.fingerprint, r.subject, 1, r.committed_at)
+            for r in rows
+        ]
+        return tuple(built), rows[-1]
+    points: dict[tuple[str, str], list[SeriesRow]] = {}
+    for row in rows:
+        points.setdefault((row.sha, row.fingerprint), []).append(row)
+    built = []
+    for (sha, fingerprint), runs in points.items():
+        first = runs[0]
+        values = sorted(r.value for r in runs)
+        mid = len(values) // 2
+        value = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        samples = tuple(x for r in runs for x in (r.samples or (r.value,))) if len(runs) > 1 else first.samples
+        supports = [r.support for r in runs if r.support]
+        built.append(
+            point(
+                sha,
+                value,
+                samples,
+                max(supports) if supports else None,  # one test set, measured again
+                fingerprint,
+                first.subject,
+                len(runs),
+                first.committed_at,
+            )
+        )
+    return tuple(built), next(reversed(next(reversed(points.values()))))
 
 
 def load_series(store: Store, **filters: Any) -> list[Series]:
@@ -93,40 +176,31 @@ def load_series(store: Store, **filters: Any) -> list[Series]:
     Several runs at one commit (repeats, a bisect, a re-run) become one point: the median of their
     values, with all their repeats as samples.
     """
-    ranked = ordered_rows(store.series(**filters), store.first_parent_links())
-    grouped: dict[tuple[str, str, str], dict[tuple[str, str], list[SeriesRow]]] = {}
-    for _, row in ranked:
-        points = grouped.setdefault((row.test, row.metric, row.env_key), {})
-        points.setdefault((row.sha, row.fingerprint), []).append(row)
+    rows = store.series(**filters)
+    if not rows:
+        return []
+    ranked, _ = _in_commit_order(rows, store.first_parent_links)
+    keys = list(map(_SERIES_KEY, ranked))
+    grouped: dict[tuple[str, str, str], list[SeriesRow]] = {}
+    if len(set(keys)) == 1:
+        grouped[keys[0]] = ranked
+    else:
+        for key, row in zip(keys, ranked, strict=True):
+            group = grouped.get(key)
+            if group is None:
+                grouped[key] = [row]
+            else:
+                group.append(row)
     out = []
-    for (test, metric, env_key), points in grouped.items():
-        built = []
-        for (sha, fingerprint), rows in points.items():
-            values = sorted(r.value for r in rows)
-            mid = len(values) // 2
-            value = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-            samples = tuple(x for r in rows for x in (r.samples or (r.value,))) if len(rows) > 1 else rows[0].samples
-            supports = [r.support for r in rows if r.support]
-            built.append(
-                SeriesPoint(
-                    sha=sha,
-                    value=value,
-                    samples=samples,
-                    support=max(supports) if supports else None,  # one test set, measured again
-                    fingerprint=fingerprint,
-                    subject=rows[0].subject,
-                    runs=len(rows),
-                    committed_at=rows[0].committed_at,
-                )
-            )
-        last = next(reversed(next(reversed(points.values()))))
-        directions = {r.higher_is_better for rows in points.values() for r in rows} - {None}
+    for (test, metric, env_key), series_rows in grouped.items():
+        points, last = _points(series_rows)
+        directions = set(map(_DIRECTION, series_rows)) - {None}
         out.append(
             Series(
                 test=test,
                 metric=metric,
                 env_key=env_key,
-                points=tuple(built),
+                points=points,
                 unit=last.unit,
                 higher_is_better=directions.pop() if len(directions) == 1 else None,
             )
@@ -145,7 +219,8 @@ def history_frame(store: Store, **filters: Any) -> pd.DataFrame:
     last = filters.pop("last", None)
     since = filters.pop("since", None)
     until = filters.pop("until", None)
-    ranked = ordered_rows(store.series(**filters), store.first_parent_links())
+    rows, position = _in_commit_order(store.series(**filters), store.first_parent_links)
+    ranked = [(position[r.sha], r) for r in rows]
     records = [
         {
             "position": pos,

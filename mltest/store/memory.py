@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from mltest.errors import StoreError
@@ -25,6 +25,7 @@ class MemoryStore:
         self._links: dict[str, str] = {}
         self._acks: dict[str, Acknowledgement] = {}
         self._deliveries: dict[tuple[str, str], str] = {}
+        self._states: dict[str, str] = {}
 
     def begin_run(self, run: Run) -> None:
         with self._lock:
@@ -162,9 +163,28 @@ class MemoryStore:
                 )
         return rows
 
-    def first_parent_links(self) -> dict[str, str]:
+    def first_parent_links(self, shas: Collection[str] | None = None) -> dict[str, str]:
         with self._lock:
-            return dict(self._links)
+            return dict(self._links)  # every link: a superset of what ``shas`` needs
+
+    def detection_states(self, keys: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            return {key: self._states[key] for key in keys if key in self._states}
+
+    def save_detection_states(self, states: Mapping[str, str]) -> None:
+        checked = {}
+        for key, state in states.items():  # all checked first: a bad one changes nothing, like a transaction
+            if not isinstance(key, str):
+                raise StoreError(f"a detection state key must be text, got {key!r:.100}")
+            if not isinstance(state, str):
+                raise StoreError(f"the detection state of {key!r:.100} must be text, got {type(state).__name__}")
+            checked[key] = state
+        with self._lock:
+            self._states.update(checked)
+
+    def clear_detection_states(self) -> None:
+        with self._lock:
+            self._states.clear()
 
     def add_acknowledgement(self, ack: Acknowledgement) -> None:
         with self._lock:

@@ -1,8 +1,17 @@
-"""SQLite and PostgreSQL through SQLAlchemy Core: one schema, versioned migrations, idempotent upserts.
+"""SQLite and PostgreSQL through SQLAlchemy: one schema, versioned migrations, idempotent upserts.
 
 SQLite runs in WAL mode with a busy timeout and takes its write lock up front (``BEGIN IMMEDIATE``),
 so concurrent writers queue instead of failing with "database is locked". PostgreSQL writes run in
 transactions; migrations hold an advisory lock so that concurrent first opens migrate once.
+
+The hot paths (what the recorder writes per run, and what history reads) send prepared SQL straight
+to the driver's cursor: SQLAlchemy's per-statement work cost more than SQLite's own. SQLite gets
+its pooled DBAPI connection directly; PostgreSQL keeps SQLAlchemy's connection (``exec_driver_sql``),
+whose error handling tells a lost connection from a refused statement. Everything else is
+SQLAlchemy Core.
+
+Samples are stored packed: big-endian IEEE 754 doubles, 8 bytes each (PostgreSQL's ``float8send``),
+which decode in one ``struct`` call instead of a JSON parse per measurement.
 """
 
 from __future__ import annotations
@@ -12,23 +21,115 @@ import hashlib
 import importlib.util
 import itertools
 import json
-from collections.abc import Iterator, Sequence
+import struct
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from mltest.errors import BackendUnavailable, MissingExtraError, StoreError
-from mltest.model import SCHEMA_VERSION, Acknowledgement, Commit, Environment, Measurement, Run, RunStatus, TestResult
-from mltest.store import SeriesRow, median_durations, redact_url
+from mltest.model import (
+    SCHEMA_VERSION,
+    Acknowledgement,
+    Commit,
+    Environment,
+    Measurement,
+    Run,
+    RunStatus,
+    TestResult,
+    utc_now,
+)
+from mltest.store import MAX_WALK, SeriesRow, median_durations, redact_url
 
-__all__ = ["MIGRATIONS", "SqlStore"]
+__all__ = ["MIGRATIONS", "SqlStore", "pack_samples", "unpack_samples"]
+
+
+# ----------------------------------------------------------------------------- samples
+_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _struct(count: int) -> struct.Struct:
+    packer = _STRUCTS.get(count)
+    if packer is None:
+        packer = _STRUCTS[count] = struct.Struct(f">{count}d")
+    return packer
+
+
+def pack_samples(samples: Sequence[float]) -> bytes:
+    """``samples`` as stored: big-endian doubles, 8 bytes each (empty for no samples)."""
+    try:
+        return _struct(len(samples)).pack(*samples)
+    except (struct.error, OverflowError, TypeError) as exc:
+        raise StoreError(f"samples must be numbers, got {tuple(samples)!r:.200}: {exc}") from None
+
+
+def unpack_samples(data: bytes) -> tuple[float, ...]:
+    """The samples :func:`pack_samples` stored."""
+    return _struct(len(data) // 8).unpack(data)
+
+
+def _pack_json(text: str) -> bytes:
+    """Schema v5 migration (SQLite): JSON text samples (v1-v4) to the packed form."""
+    values = json.loads(text)
+    if not isinstance(values, list):
+        raise ValueError(f"samples {text[:100]!r} are not a JSON list")
+    return pack_samples([float(v) for v in values])
+
 
 # ----------------------------------------------------------------------------- schema history
-# Plain DDL that both SQLite and PostgreSQL accept. Never edit a shipped step: add the next one.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+# Plain DDL that both SQLite and PostgreSQL accept, or a function of (connection, dialect) where the
+# two differ. Never edit a shipped step: add the next one.
+Statement = str | Callable[[sa.Connection, str], None]
+
+
+def _v5_measurements(conn: sa.Connection, dialect: str) -> None:
+    """Samples become packed doubles. On SQLite the table is also rebuilt WITHOUT ROWID around its key
+    (run_id, test, metric), and the (test, metric) index goes: a run's measurements then sit together,
+    and recording one is a few page writes, where the index took about a hundred per transaction (a
+    run of 20 tests x 5 metrics lands in 100 places of it). A series is read by walking the runs that
+    match its filters and looking each one's measurement up by key (see ``SqlStore._series_query``)."""
+    if dialect == "postgresql":
+        for statement in (
+            "ALTER TABLE measurements ADD COLUMN packed BYTEA",
+            # json.dumps wrote NaN and Infinity, which are not JSON: quote them so the parse succeeds;
+            # float8 takes 'NaN' and '-Infinity' as text.
+            "UPDATE measurements SET packed = COALESCE((SELECT string_agg(float8send(x.v::float8), ''::bytea "
+            "ORDER BY x.i) FROM json_array_elements_text(regexp_replace(samples, '(-?Infinity|NaN)', '\"\\1\"', "
+            "'g')::json) WITH ORDINALITY AS x(v, i)), ''::bytea)",
+            "ALTER TABLE measurements DROP COLUMN samples",
+            "ALTER TABLE measurements RENAME COLUMN packed TO samples",
+            "ALTER TABLE measurements ALTER COLUMN samples SET NOT NULL",
+        ):
+            conn.exec_driver_sql(statement)
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.create_function("mltest_pack_samples", 1, _pack_json, deterministic=True)
+    try:
+        for statement in (
+            "CREATE TABLE measurements_v5 (run_id TEXT NOT NULL REFERENCES runs(run_id), test TEXT NOT NULL, "
+            "metric TEXT NOT NULL, value DOUBLE PRECISION NOT NULL, unit TEXT, higher_is_better BOOLEAN, "
+            "samples BLOB NOT NULL, iqr DOUBLE PRECISION, support INTEGER, PRIMARY KEY (run_id, test, metric)) "
+            "WITHOUT ROWID",
+            "INSERT INTO measurements_v5 (run_id, test, metric, value, unit, higher_is_better, samples, iqr, support) "
+            "SELECT run_id, test, metric, value, unit, higher_is_better, mltest_pack_samples(samples), iqr, support "
+            "FROM measurements",
+            "DROP TABLE measurements",  # and its index ix_measurements_series
+            "ALTER TABLE measurements_v5 RENAME TO measurements",
+            # What a series read needs of a run and of its commit, each found in one index lookup.
+            "CREATE INDEX IF NOT EXISTS ix_runs_series ON runs (branch, run_id, sha, tier, project, env_id, "
+            "started_at)",
+            "CREATE INDEX IF NOT EXISTS ix_commits_series ON commits (sha, committed_at, subject)",
+        ):
+            conn.exec_driver_sql(statement)
+    finally:
+        driver.create_function("mltest_pack_samples", 1, None)
+
+
+MIGRATIONS: tuple[tuple[int, tuple[Statement, ...]], ...] = (
     (
         1,
         (
@@ -79,6 +180,18 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "REFERENCES runs(run_id), delivered_at TEXT NOT NULL, PRIMARY KEY (sink, run_id))",
         ),
     ),
+    (
+        5,
+        (
+            # Packed samples (and, on SQLite, measurements keyed for cheap writes and series reads).
+            _v5_measurements,
+            # What incremental detection keeps between runs: key -> state (text), upserted. Keyed by
+            # the key's SHA-256: a key (a test id and more) may be longer than PostgreSQL's B-tree
+            # takes in an index entry (about 2.7 kB).
+            "CREATE TABLE IF NOT EXISTS detection_states (key_hash TEXT PRIMARY KEY, key TEXT NOT NULL, "
+            "state TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        ),
+    ),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -94,7 +207,6 @@ commits_t = sa.Table(
     sa.Column("committed_at", sa.Text),
     sa.Column("subject", sa.Text),
 )
-links_t = sa.Table("commit_links", _md, sa.Column("sha", sa.Text, primary_key=True), sa.Column("first_parent", sa.Text))
 envs_t = sa.Table(
     "environments",
     _md,
@@ -153,15 +265,79 @@ measurements_t = sa.Table(
     sa.Column("value", sa.Double),
     sa.Column("unit", sa.Text),
     sa.Column("higher_is_better", sa.Boolean),
-    sa.Column("samples", sa.Text),
+    sa.Column("samples", sa.LargeBinary),
     sa.Column("iqr", sa.Double),
     sa.Column("support", sa.Integer),
 )
 
+# ----------------------------------------------------------------------------- hot-path SQL
+# Written with qmark parameters (SQLite's); PostgreSQL's driver gets them as %s (see SqlStore._sql).
+INSERT_COMMIT = (
+    "INSERT INTO commits (sha, parents, author, authored_at, committed_at, subject) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (sha) DO NOTHING"
+)
+INSERT_LINK = "INSERT INTO commit_links (sha, first_parent) VALUES (?, ?) ON CONFLICT (sha) DO NOTHING"
+INSERT_ENVIRONMENT = "INSERT INTO environments (env_id, env_key, data) VALUES (?, ?, ?) ON CONFLICT (env_id) DO NOTHING"
+INSERT_RUN = (
+    "INSERT INTO runs (run_id, project, tier, status, sha, branch, env_id, ci_url, started_at, finished_at, "
+    "hostname, pid, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING"
+)
+UPSERT_RESULT = (
+    "INSERT INTO test_results (run_id, test, attempt, outcome, duration, flaky) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, test, attempt) DO UPDATE SET outcome = excluded.outcome, duration = excluded.duration, "
+    "flaky = excluded.flaky"
+)
+UPSERT_MEASUREMENT = (
+    "INSERT INTO measurements (run_id, test, metric, value, unit, higher_is_better, samples, iqr, support) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, test, metric) DO UPDATE SET value = excluded.value, "
+    "unit = excluded.unit, higher_is_better = excluded.higher_is_better, samples = excluded.samples, "
+    "iqr = excluded.iqr, support = excluded.support"
+)
+HEARTBEAT = "UPDATE runs SET heartbeat_at = ? WHERE run_id = ?"
+FINISH_RUN = "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?"
+UPSERT_STATE = (
+    "INSERT INTO detection_states (key_hash, key, state, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) "
+    "DO UPDATE SET key = excluded.key, state = excluded.state, updated_at = excluded.updated_at"
+)
+SERIES_COLUMNS = (
+    "r.run_id, r.sha, r.branch, r.tier, r.project, r.env_id, r.started_at, c.committed_at, c.subject, m.test, "
+    "m.metric, m.value, m.unit, m.higher_is_better, m.samples, m.iqr, m.support"
+)
+SERIES_SHORT = (  # SERIES_COLUMNS without test, metric and branch, when all three are filtered on
+    "r.run_id, r.sha, r.tier, r.project, r.env_id, r.started_at, c.committed_at, c.subject, m.value, m.unit, "
+    "m.higher_is_better, m.samples, m.iqr, m.support"
+)
+CHUNK = 900
+"""Parameters per ``IN (...)`` list: under every driver's limit (SQLite's oldest is 999)."""
+CACHE_LIMIT = 1_000_000
+"""First-parent links a store keeps of those it has read before starting over."""
+
+
+def _marks(count: int) -> str:
+    return "(" + ", ".join("?" * count) + ")"
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+_ENV_ROWS: dict[Environment, tuple[str, str, str]] = {}
+
+
+def _environment_row(environment: Environment) -> tuple[str, str, str]:
+    """(env_id, env_key, data) of ``environment``: serialized once per environment and process."""
+    row = _ENV_ROWS.get(environment)
+    if row is None:
+        data = json.dumps(dataclasses.asdict(environment), sort_keys=True)
+        row = (hashlib.sha256(data.encode()).hexdigest()[:24], environment.key, data)
+        if len(_ENV_ROWS) < 1000:
+            _ENV_ROWS[environment] = row
+    return row
+
 
 def env_id(environment: Environment) -> str:
-    payload = json.dumps(dataclasses.asdict(environment), sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+    return _environment_row(environment)[0]
 
 
 def _environment(data: str) -> Environment:
@@ -170,10 +346,45 @@ def _environment(data: str) -> Environment:
     return Environment(**env)
 
 
+def _state_key(key: str) -> str:
+    """The stored key of a detection state: the SHA-256 of its key."""
+    if not isinstance(key, str):
+        raise StoreError(f"a detection state key must be text, got {key!r:.100}")
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _checked_state(key: str, state: str) -> str:
+    if not isinstance(state, str):
+        raise StoreError(f"the detection state of {key!r:.100} must be text, got {type(state).__name__}")
+    return state
+
+
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()
     return text[0] if text else type(orig).__name__
+
+
+class _Cursor(Protocol):
+    """The few cursor calls the hot paths make: a sqlite3 cursor, or :class:`_Pg` on PostgreSQL."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Sequence[Sequence[Any]], /) -> Any: ...
+
+
+class _Pg:
+    """A PostgreSQL connection with a cursor's two calls (``fetchall`` on what ``execute`` returns)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        return self._conn.exec_driver_sql(sql, tuple(parameters))
+
+    def executemany(self, sql: str, seq_of_parameters: Sequence[Sequence[Any]], /) -> Any:
+        if seq_of_parameters:
+            self._conn.exec_driver_sql(sql, [tuple(p) for p in seq_of_parameters])
 
 
 class SqlStore:
@@ -181,8 +392,11 @@ class SqlStore:
         self.url = url
         self._engine = engine
         self._dialect = dialect
-        self._statements: dict[tuple[str, tuple[str, ...], bool], Any] = {}
-        self._compiled: dict[tuple[str, tuple[str, ...], bool], tuple[str, tuple[str, ...] | None]] = {}
+        self._queries: dict[str, str] = {}
+        # What never changes once written (nothing updates or deletes it), kept across calls: each
+        # environment's key and fingerprint, and first-parent links.
+        self._environments: dict[str, tuple[str, str]] = {}
+        self._links: dict[str, str] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -229,6 +443,53 @@ class SqlStore:
         except sa_exc.DBAPIError as exc:
             raise self._error(what, exc) from exc
 
+    def _sql(self, sql: str) -> str:
+        """``sql`` (qmark parameters) for this store's driver."""
+        if self._dialect == "sqlite":
+            return sql
+        converted = self._queries.get(sql)
+        if converted is None:
+            converted = self._queries[sql] = sql.replace("?", "%s")
+        return converted
+
+    @contextmanager
+    def _raw(self, what: str, *, write: bool) -> Iterator[_Cursor]:
+        """A cursor for the hot paths: in one write transaction when ``write`` (``BEGIN IMMEDIATE`` on
+        SQLite), else for reading (on SQLite in autocommit: each statement reads one snapshot)."""
+        if self._dialect != "sqlite":
+            try:
+                with self._engine.begin() if write else self._engine.connect() as conn:
+                    yield _Pg(conn)
+            except sa_exc.DBAPIError as exc:
+                raise self._error(what, exc) from exc
+            return
+        import sqlite3
+
+        try:
+            pooled = self._engine.raw_connection()
+        except sa_exc.DBAPIError as exc:
+            raise self._error(what, exc) from exc
+        try:
+            cursor = pooled.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                if write:
+                    cursor.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield cursor
+                        cursor.execute("COMMIT")
+                    except BaseException:
+                        if pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
+                            cursor.execute("ROLLBACK")
+                        raise
+                else:
+                    yield cursor
+            finally:
+                cursor.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{what} failed on {self.url}: {_first_line(exc)}") from exc
+        finally:
+            pooled.close()
+
     def _migrate(self) -> None:
         with self._tx("opening the store") as conn:
             if self._dialect == "postgresql":
@@ -243,7 +504,10 @@ class SqlStore:
                 if step <= version:
                     continue
                 for statement in statements:
-                    conn.exec_driver_sql(statement)
+                    if isinstance(statement, str):
+                        conn.exec_driver_sql(statement)
+                    else:
+                        statement(conn, self._dialect)
                 self._set_version(conn, step)
 
     def _version(self, conn: sa.Connection) -> int:
@@ -266,173 +530,78 @@ class SqlStore:
         self._engine.dispose()
 
     # ------------------------------------------------------------------ writing
-    def _insert(self, table: sa.Table) -> Any:
-        # Only the dialect in use: importing PostgreSQL's for a SQLite store costs ~20 ms per session.
-        if self._dialect == "sqlite":
-            from sqlalchemy.dialects import sqlite
-
-            return sqlite.insert(table)
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table)
-
-    def _upsert_statement(self, table: sa.Table, columns: tuple[str, ...], update: bool) -> Any:
-        """The INSERT .. ON CONFLICT statement for these columns, built once per store: building it
-        (``excluded`` aliases the whole table on every access) cost more than executing it."""
-        key = (table.name, columns, update)
-        stmt = self._statements.get(key)
-        if stmt is None:
-            ins = self._insert(table)
-            keys = [c.name for c in table.primary_key.columns]
-            if update:
-                excluded = ins.excluded
-                stmt = ins.on_conflict_do_update(
-                    index_elements=keys, set_={c: excluded[c] for c in columns if c not in keys}
-                )
-            else:
-                stmt = ins.on_conflict_do_nothing(index_elements=keys)
-            self._statements[key] = stmt
-        return stmt
-
-    def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], update: bool) -> None:
-        if not rows:
-            return
-        columns = tuple(rows[0])
-        key = (table.name, columns, update)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            # Compiled once to the driver's own SQL: many rows then go straight to the driver's
-            # executemany, without SQLAlchemy's per-row parameter processing (every value here is
-            # a str, float, int, bool or None, which both drivers take as they are).
-            statement = self._upsert_statement(table, columns, update).compile(
-                dialect=conn.dialect, column_keys=list(columns)
-            )
-            order = statement.positiontup
-            compiled = (str(statement), tuple(order) if order is not None else None)
-            self._compiled[key] = compiled
-        sql, order = compiled
-        if order is None:
-            conn.exec_driver_sql(sql, rows)
-        else:
-            conn.exec_driver_sql(sql, [tuple(row[c] for c in order) for row in rows])
-
-    def _new_links(self, conn: sa.Connection, links: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _new_links(self, cursor: _Cursor, links: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The links not stored yet: a run records its ancestry (up to a few hundred commits), and
         nearly all of it is already there from earlier runs. Links never change (a commit's first
         parent is fixed), so one lookup replaces hundreds of conflicting inserts."""
         if len(links) <= 1:
             return links
-        shas = [link["sha"] for link in links]
         known: set[str] = set()
-        for start in range(0, len(shas), 500):  # well under every driver's parameter limit
-            chunk = shas[start : start + 500]
-            known.update(conn.execute(sa.select(links_t.c.sha).where(links_t.c.sha.in_(chunk))).scalars())
-        return [link for link in links if link["sha"] not in known]
+        for chunk in _chunks([child for child, _ in links]):
+            found = cursor.execute(self._sql("SELECT sha FROM commit_links WHERE sha IN " + _marks(len(chunk))), chunk)
+            known.update(row[0] for row in found.fetchall())
+        return [link for link in links if link[0] not in known]
 
     def begin_run(self, run: Run) -> None:
-        commit, environment = run.commit, run.environment
+        commit = run.commit
         chain = (commit.sha, *commit.ancestry)
-        links = [{"sha": child, "first_parent": parent} for child, parent in itertools.pairwise(chain)]
+        links = list(itertools.pairwise(chain))
         if not links and commit.parents:
-            links = [{"sha": commit.sha, "first_parent": commit.parents[0]}]
-        with self._tx(f"recording run {run.run_id}") as conn:
-            self._upsert(
-                conn,
-                commits_t,
-                [
-                    {
-                        "sha": commit.sha,
-                        "parents": " ".join(commit.parents),
-                        "author": commit.author,
-                        "authored_at": commit.authored_at,
-                        "committed_at": commit.committed_at,
-                        "subject": commit.subject,
-                    }
-                ],
-                update=False,
+            links = [(commit.sha, commit.parents[0])]
+        environment = _environment_row(run.environment)
+        sql = self._sql
+        with self._raw(f"recording run {run.run_id}", write=True) as cursor:
+            cursor.execute(
+                sql(INSERT_COMMIT),
+                (
+                    commit.sha,
+                    " ".join(commit.parents),
+                    commit.author,
+                    commit.authored_at,
+                    commit.committed_at,
+                    commit.subject,
+                ),
             )
-            self._upsert(conn, links_t, self._new_links(conn, links), update=False)
-            self._upsert(
-                conn,
-                envs_t,
-                [
-                    {
-                        "env_id": env_id(environment),
-                        "env_key": environment.key,
-                        "data": json.dumps(dataclasses.asdict(environment), sort_keys=True),
-                    }
-                ],
-                update=False,
-            )
-            self._upsert(
-                conn,
-                runs_t,
-                [
-                    {
-                        "run_id": run.run_id,
-                        "project": run.project,
-                        "tier": run.tier,
-                        "status": run.status,
-                        "sha": commit.sha,
-                        "branch": commit.branch,
-                        "env_id": env_id(environment),
-                        "ci_url": run.ci_url,
-                        "started_at": run.started_at,
-                        "finished_at": run.finished_at,
-                        "hostname": run.hostname,
-                        "pid": run.pid,
-                        "heartbeat_at": run.started_at,
-                    }
-                ],
-                update=False,
+            new = self._new_links(cursor, links)
+            if new:
+                cursor.executemany(sql(INSERT_LINK), new)
+            cursor.execute(sql(INSERT_ENVIRONMENT), environment)
+            cursor.execute(
+                sql(INSERT_RUN),
+                (
+                    run.run_id,
+                    run.project,
+                    run.tier,
+                    run.status,
+                    commit.sha,
+                    commit.branch,
+                    environment[0],
+                    run.ci_url,
+                    run.started_at,
+                    run.finished_at,
+                    run.hostname,
+                    run.pid,
+                    run.started_at,
+                ),
             )
 
     def add_results(self, run_id: str, results: Sequence[TestResult], measurements: Sequence[Measurement]) -> None:
-        from mltest.model import utc_now
-
-        with self._tx(f"recording results of run {run_id}") as conn:
-            self._upsert(
-                conn,
-                results_t,
-                [
-                    {
-                        "run_id": run_id,
-                        "test": r.test,
-                        "attempt": r.attempt,
-                        "outcome": r.outcome,
-                        "duration": r.duration,
-                        "flaky": r.flaky,
-                    }
-                    for r in results
-                ],
-                update=True,
-            )
-            self._upsert(
-                conn,
-                measurements_t,
-                [
-                    {
-                        "run_id": run_id,
-                        "test": m.test,
-                        "metric": m.metric,
-                        "value": m.value,
-                        "unit": m.unit,
-                        "higher_is_better": m.higher_is_better,
-                        "samples": json.dumps(list(m.samples)),
-                        "iqr": m.iqr,
-                        "support": m.support,
-                    }
-                    for m in measurements
-                ],
-                update=True,
-            )
-            conn.execute(sa.update(runs_t).where(runs_t.c.run_id == run_id).values(heartbeat_at=utc_now()))
+        rows = [(run_id, r.test, r.attempt, r.outcome, r.duration, r.flaky) for r in results]
+        packed = [
+            (run_id, m.test, m.metric, m.value, m.unit, m.higher_is_better, pack_samples(m.samples), m.iqr, m.support)
+            for m in measurements
+        ]
+        sql = self._sql
+        with self._raw(f"recording results of run {run_id}", write=True) as cursor:
+            if rows:
+                cursor.executemany(sql(UPSERT_RESULT), rows)
+            if packed:
+                cursor.executemany(sql(UPSERT_MEASUREMENT), packed)
+            cursor.execute(sql(HEARTBEAT), (utc_now(), run_id))
 
     def finish_run(self, run_id: str, status: RunStatus, finished_at: str) -> None:
-        with self._tx(f"finishing run {run_id}") as conn:
-            conn.execute(
-                sa.update(runs_t).where(runs_t.c.run_id == run_id).values(status=status, finished_at=finished_at)
-            )
+        with self._raw(f"finishing run {run_id}", write=True) as cursor:
+            cursor.execute(self._sql(FINISH_RUN), (status, finished_at, run_id))
 
     def mark_aborted(self, run_ids: Sequence[str], finished_at: str) -> None:
         if not run_ids:
@@ -525,7 +694,7 @@ class SqlStore:
                     m.value,
                     m.unit,
                     m.higher_is_better,
-                    tuple(json.loads(m.samples)),
+                    unpack_samples(m.samples),
                     m.iqr,
                     m.support,
                 )
@@ -555,6 +724,43 @@ class SqlStore:
         with self._read("reading test durations") as conn:
             return median_durations((row[0], row[1]) for row in conn.execute(query))
 
+    def _series_query(self, filters: tuple[bool, ...]) -> str:
+        """The SQL of a series read, by which filters are set (test, metric, branch, tier, project,
+        env_key). With test, metric and branch set (one series of one branch: what history and
+        detection read), those three columns are not read back: every row has the filter's value."""
+        key = "series" + "".join("1" if f else "0" for f in filters)
+        query = self._queries.get(key)
+        if query is not None:
+            return query
+        test, metric, branch, *_, env_key = filters
+        columns = SERIES_SHORT if test and metric and branch else SERIES_COLUMNS
+        names = ("m.test", "m.metric", "r.branch", "r.tier", "r.project")
+        where = [f"{name} = ?" for name, on in zip(names, filters[:5], strict=True) if on]
+        if env_key:
+            where.append("r.env_id IN (SELECT env_id FROM environments WHERE env_key = ?)")
+        if self._dialect == "sqlite":
+            # From the runs (by branch when given), to each run's measurements by key, to its commit by
+            # key: every step one index lookup. The planner has no statistics to find that order itself.
+            source = (
+                "runs AS r INDEXED BY ix_runs_series CROSS JOIN measurements AS m ON m.run_id = r.run_id "
+                "CROSS JOIN commits AS c INDEXED BY ix_commits_series ON c.sha = r.sha"
+            )
+        else:
+            source = "runs r JOIN measurements m ON m.run_id = r.run_id JOIN commits c ON c.sha = r.sha"
+        query = f"SELECT {columns} FROM {source}" + (f" WHERE {' AND '.join(where)}" if where else "")
+        self._queries[key] = query = self._sql(query)
+        return query
+
+    def _environment_keys(self, cursor: _Cursor, env_ids: set[str]) -> dict[str, tuple[str, str]]:
+        """env_id -> (env_key, fingerprint), covering ``env_ids`` (cached: an environment row never changes)."""
+        known = self._environments
+        unknown = sorted(env_ids - known.keys())
+        for chunk in _chunks(unknown):
+            query = self._sql("SELECT env_id, env_key, data FROM environments WHERE env_id IN " + _marks(len(chunk)))
+            for env, key, data in cursor.execute(query, chunk).fetchall():
+                known[env] = (key, _environment(data).fingerprint)
+        return known
+
     def series(
         self,
         *,
@@ -565,118 +771,205 @@ class SqlStore:
         env_key: str | None = None,
         project: str | None = None,
     ) -> list[SeriesRow]:
-        m, r, c, e = measurements_t, runs_t, commits_t, envs_t
-        # The environment's JSON is read once per environment, not once per row, and rows are
-        # unpacked as tuples: this is the hot read path (a 10k-commit series).
-        query = sa.select(
-            r.c.run_id,
-            r.c.sha,
-            r.c.branch,
-            r.c.tier,
-            r.c.project,
-            r.c.env_id,
-            r.c.started_at,
-            c.c.committed_at,
-            c.c.subject,
-            m.c.test,
-            m.c.metric,
-            m.c.value,
-            m.c.unit,
-            m.c.higher_is_better,
-            m.c.samples,
-            m.c.iqr,
-            m.c.support,
-        ).select_from(m.join(r, r.c.run_id == m.c.run_id).join(c, c.c.sha == r.c.sha))
-        if env_key is not None:
-            query = query.join(e, e.c.env_id == r.c.env_id).where(e.c.env_key == env_key)
-        for column, value in (
-            (m.c.test, test),
-            (m.c.metric, metric),
-            (r.c.branch, branch),
-            (r.c.tier, tier),
-            (r.c.project, project),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        with self._read("reading history") as conn:
-            rows = conn.execute(query).all()
-            env_ids = {row[5] for row in rows}
-            envs: dict[str, tuple[str, str]] = {}
-            if env_ids:
-                for env_id, key, data in conn.execute(
-                    sa.select(e.c.env_id, e.c.env_key, e.c.data).where(e.c.env_id.in_(sorted(env_ids)))
-                ):
-                    envs[env_id] = (key, _environment(data).fingerprint)
-        loads = json.loads
-        return [
-            SeriesRow(
-                run_id,
-                sha,
-                row_branch,
-                row_tier,
-                row_project,
-                envs[env_id][0],
-                started_at,
-                committed_at,
-                subject,
-                row_test,
-                row_metric,
-                value,
-                unit,
-                higher_is_better,
-                tuple(loads(samples)),
-                iqr,
-                support,
-                envs[env_id][1],
-            )
+        given = (test, metric, branch, tier, project, env_key)
+        query = self._series_query(tuple(value is not None for value in given))
+        with self._raw("reading history", write=False) as cursor:
+            rows = cursor.execute(query, [value for value in given if value is not None]).fetchall()
+            short = test is not None and metric is not None and branch is not None
+            envs = self._environment_keys(cursor, {row[4 if short else 5] for row in rows})
+        # Rows are unpacked as tuples and built as named tuples without a call per field, and an
+        # environment's JSON is read once, not once per row: this is the hot read path (a series of
+        # 10,000 commits).
+        unpack = unpack_samples
+        new = tuple.__new__
+        out: list[SeriesRow] = []
+        append = out.append
+        if short:
             for (
                 run_id,
                 sha,
-                row_branch,
                 row_tier,
                 row_project,
-                env_id,
-                started_at,
-                committed_at,
+                env,
+                started,
+                committed,
                 subject,
-                row_test,
-                row_metric,
                 value,
                 unit,
-                higher_is_better,
+                higher,
                 samples,
                 iqr,
                 support,
-            ) in rows
-        ]
+            ) in rows:
+                key, fingerprint = envs[env]
+                higher = None if higher is None else bool(higher)
+                append(
+                    new(
+                        SeriesRow,
+                        (
+                            run_id,
+                            sha,
+                            branch,
+                            row_tier,
+                            row_project,
+                            key,
+                            started,
+                            committed,
+                            subject,
+                            test,
+                            metric,
+                            value,
+                            unit,
+                            higher,
+                            unpack(samples),
+                            iqr,
+                            support,
+                            fingerprint,
+                        ),
+                    )
+                )
+            return out
+        for (
+            run_id,
+            sha,
+            row_branch,
+            row_tier,
+            row_project,
+            env,
+            started,
+            committed,
+            subject,
+            row_test,
+            row_metric,
+            value,
+            unit,
+            higher,
+            samples,
+            iqr,
+            support,
+        ) in rows:
+            key, fingerprint = envs[env]
+            higher = None if higher is None else bool(higher)
+            append(
+                new(
+                    SeriesRow,
+                    (
+                        run_id,
+                        sha,
+                        row_branch,
+                        row_tier,
+                        row_project,
+                        key,
+                        started,
+                        committed,
+                        subject,
+                        row_test,
+                        row_metric,
+                        value,
+                        unit,
+                        higher,
+                        unpack(samples),
+                        iqr,
+                        support,
+                        fingerprint,
+                    ),
+                )
+            )
+        return out
 
-    def first_parent_links(self) -> dict[str, str]:
-        with self._read("reading commit history") as conn:
-            return {row.sha: row.first_parent for row in conn.execute(sa.select(links_t))}
+    def first_parent_links(self, shas: Collection[str] | None = None) -> dict[str, str]:
+        cache = self._links
+        if shas is None:
+            with self._raw("reading commit history", write=False) as cursor:
+                links: dict[str, str] = dict(cursor.execute("SELECT sha, first_parent FROM commit_links").fetchall())
+            if len(links) <= CACHE_LIMIT:
+                self._links = links.copy()
+            return links
+        # Walk back from every sha at once, one step per round: the links on each path up to the
+        # nearest other member of ``shas``. Links are cached (they never change); a link not
+        # recorded yet is asked for again next time.
+        wanted = shas if isinstance(shas, (set, frozenset, dict)) else set(shas)
+        out: dict[str, str] = {}
+        frontier = list(wanted)
+        with self._raw("reading commit history", write=False) as cursor:
+            for _ in range(MAX_WALK + 1):
+                if not frontier:
+                    break
+                missing = [sha for sha in frontier if sha not in cache]
+                if len(cache) + len(missing) > CACHE_LIMIT:
+                    cache.clear()
+                    missing = frontier
+                for chunk in _chunks(missing):
+                    query = self._sql("SELECT sha, first_parent FROM commit_links WHERE sha IN " + _marks(len(chunk)))
+                    cache.update(cursor.execute(query, chunk).fetchall())
+                step = []
+                for sha in frontier:
+                    parent = cache.get(sha)
+                    if parent is not None:
+                        out[sha] = parent
+                        if parent not in wanted and parent not in out:
+                            step.append(parent)
+                frontier = step
+        return out
 
     def add_acknowledgement(self, ack: Acknowledgement) -> None:
-        row = {"target": ack.target, "reason": ack.reason, "who": ack.who, "at": ack.at}
-        with self._tx(f"acknowledging {ack.target}") as conn:
-            self._upsert(conn, acks_t, [row], update=True)
+        row = (ack.target, ack.reason, ack.who, ack.at)
+        query = (
+            "INSERT INTO acknowledgements (target, reason, who, at) VALUES (?, ?, ?, ?) ON CONFLICT (target) "
+            "DO UPDATE SET reason = excluded.reason, who = excluded.who, at = excluded.at"
+        )
+        with self._raw(f"acknowledging {ack.target}", write=True) as cursor:
+            cursor.execute(self._sql(query), row)
 
     def acknowledgements(self) -> list[Acknowledgement]:
         with self._read("reading acknowledgements") as conn:
             rows = conn.execute(sa.select(acks_t).order_by(acks_t.c.at, acks_t.c.target)).all()
         return [Acknowledgement(r.target, r.reason, r.who, r.at) for r in rows]
 
+    # ------------------------------------------------------------------ detection state
+    def detection_states(self, keys: Sequence[str]) -> dict[str, str]:
+        wanted = {_state_key(key): key for key in keys}
+        found: dict[str, str] = {}
+        if not wanted:
+            return found
+        with self._raw("reading detection state", write=False) as cursor:
+            for chunk in _chunks(list(wanted)):
+                query = self._sql(
+                    "SELECT key_hash, key, state FROM detection_states WHERE key_hash IN " + _marks(len(chunk))
+                )
+                for key_hash, key, state in cursor.execute(query, chunk).fetchall():
+                    if wanted[key_hash] == key:
+                        found[key] = state
+        return found
+
+    def save_detection_states(self, states: Mapping[str, str]) -> None:
+        now = utc_now()
+        rows = [(_state_key(key), key, _checked_state(key, state), now) for key, state in states.items()]
+        if rows:
+            with self._raw("saving detection state", write=True) as cursor:
+                cursor.executemany(self._sql(UPSERT_STATE), rows)
+
+    def clear_detection_states(self) -> None:
+        with self._raw("clearing detection state", write=True) as cursor:
+            cursor.execute("DELETE FROM detection_states")
+
     # ------------------------------------------------------------------ sinks
     def mark_delivered(self, sink: str, run_ids: Sequence[str], delivered_at: str) -> None:
-        rows = [{"sink": sink, "run_id": run_id, "delivered_at": delivered_at} for run_id in dict.fromkeys(run_ids)]
-        with self._tx(f"marking runs delivered to {sink}") as conn:
-            wanted = [row["run_id"] for row in rows]
+        wanted = list(dict.fromkeys(run_ids))
+        with self._raw(f"marking runs delivered to {sink}", write=True) as cursor:
             known: set[str] = set()
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                known.update(conn.execute(sa.select(runs_t.c.run_id).where(runs_t.c.run_id.in_(chunk))).scalars())
+            for chunk in _chunks(wanted):
+                query = self._sql("SELECT run_id FROM runs WHERE run_id IN " + _marks(len(chunk)))
+                known.update(row[0] for row in cursor.execute(query, chunk).fetchall())
             missing = [run_id for run_id in wanted if run_id not in known]
             if missing:  # SQLite does not enforce the foreign key: refuse it here, like PostgreSQL
                 raise StoreError(f"marking runs delivered to {sink} failed on {self.url}: no run {missing[0]!r}")
-            self._upsert(conn, deliveries_t, rows, update=False)
+            query = (
+                "INSERT INTO deliveries (sink, run_id, delivered_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (sink, run_id) DO NOTHING"
+            )
+            if wanted:
+                cursor.executemany(self._sql(query), [(sink, run_id, delivered_at) for run_id in wanted])
 
     def deliveries(self, sink: str) -> dict[str, str]:
         query = sa.select(deliveries_t.c.run_id, deliveries_t.c.delivered_at).where(deliveries_t.c.sink == sink)

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from mltest.model import Commit, Environment, Measurement, Run, RunStatus, TestResult, utc_now
 from mltest.store import open_store
+from mltest.store.sql import unpack_samples
 
 pytestmark = pytest.mark.integration  # starts processes (and a PostgreSQL server)
 
@@ -208,9 +209,7 @@ def test_concurrent_writers_lose_nothing_and_duplicate_nothing(
     assert len(results) == len(want_results) == ROWS
     assert {(r.run_id, r.test, r.attempt, r.outcome, r.duration, bool(r.flaky)) for r in results} == want_results
     assert len(measurements) == len(want_measurements) == ROWS
-    stored = {
-        (m.run_id, m.test, m.metric, m.value, m.unit, tuple(json.loads(m.samples)), m.support) for m in measurements
-    }
+    stored = {(m.run_id, m.test, m.metric, m.value, m.unit, unpack_samples(m.samples), m.support) for m in measurements}
     assert stored == want_measurements
     # The shared rows: once each, however many writers upserted them at the same moment.
     assert commits == COMMITS

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from mltest.errors import BackendUnavailable, StoreError
 from mltest.model import SCHEMA_VERSION, Acknowledgement, Commit, Environment, Measurement, Run, TestResult, utc_now
 from mltest.store import SeriesRow, Store, open_store, redact_url
-from mltest.store.history import history_frame
+from mltest.store.history import commit_order, history_frame
 from mltest.store.sql import MIGRATIONS, env_id
 
 BACKENDS = ["memory", "sqlite", "postgresql"]
@@ -413,6 +414,138 @@ def test_first_parent_links_from_ancestry_or_parents(store: Store) -> None:
     }
 
 
+def test_first_parent_links_of_some_commits_cover_their_paths(store: Store) -> None:
+    """With shas: at least each one's first-parent path back to the nearest other one of them; the
+    order commit_order makes of them is the one all the links give."""
+    chain = [sha(c) for c in "0123456789ab"]  # oldest first
+    store.begin_run(make_run("r1", chain[-1], ancestry=tuple(reversed(chain[:-1]))))
+    store.begin_run(make_run("loop", sha("c"), parents=(sha("d"),)))
+    store.begin_run(make_run("loop2", sha("d"), parents=(sha("c"),)))  # a cycle: rewritten history
+    everything = store.first_parent_links()
+    for wanted in (
+        {chain[11], chain[8], chain[2]},  # walks through unmeasured commits
+        set(chain),
+        {chain[5]},  # alone: its path back to the first recorded commit
+        {chain[11], sha("c"), sha("e")},  # a cycle, and a commit without links
+        set(),
+    ):
+        got = store.first_parent_links(wanted)
+        assert got.items() <= everything.items()
+        keys = {s: "t" for s in wanted}
+        assert commit_order(keys, got) == commit_order(keys, everything)
+        for start in wanted:  # every link on the path is there
+            step = everything.get(start)
+            seen = {start}
+            while step is not None and step not in wanted and step not in seen:
+                assert step in got or everything.get(step) is None
+                seen.add(step)
+                step = everything.get(step)
+
+
+SAMPLES = [
+    (),
+    (0.1,),
+    (1e-300, 5e-324, -0.0, 1.7976931348623157e308, 0.1 + 0.2),
+    (float("nan"), float("inf"), float("-inf")),
+    tuple(float(i) / 7 for i in range(1000)),
+]
+
+
+@pytest.mark.parametrize("samples", SAMPLES, ids=["none", "one", "extremes", "non-finite", "a-thousand"])
+def test_samples_round_trip_exactly(store: Store, samples: tuple[float, ...]) -> None:
+    store.begin_run(make_run("r1"))
+    store.add_results("r1", [], [Measurement("t::a", "m", 1.0, samples=samples)])
+    [stored] = store.run_measurements("r1")
+    [row] = store.series(test="t::a")
+    for got in (stored.samples, row.samples):
+        assert isinstance(got, tuple)
+        assert [struct_bits(x) for x in got] == [struct_bits(x) for x in samples]  # bit for bit (NaN too)
+
+
+def struct_bits(value: float) -> bytes:
+    return struct.pack(">d", value)
+
+
+def test_whole_number_samples_come_back_as_the_same_numbers(store: Store) -> None:
+    store.begin_run(make_run("r1"))
+    store.add_results("r1", [], [Measurement("t::a", "m", 2, samples=(1, 2, 3))])  # type: ignore[arg-type]
+    [stored] = store.run_measurements("r1")
+    assert stored.samples == (1, 2, 3)
+    assert stored.value == 2
+
+
+# ----------------------------------------------------------------------------- detection state
+def test_detection_states_round_trip_and_missing_keys_are_absent(store: Store) -> None:
+    assert store.detection_states([]) == {}
+    assert store.detection_states(["t::a|loss|cpu"]) == {}
+    store.save_detection_states({"t::a|loss|cpu": '{"length": 3}', "t::b|loss|cpu": "two"})
+    assert store.detection_states(["t::a|loss|cpu", "t::b|loss|cpu", "t::c|loss|cpu"]) == {
+        "t::a|loss|cpu": '{"length": 3}',
+        "t::b|loss|cpu": "two",
+    }
+    assert store.detection_states(["t::b|loss|cpu", "t::b|loss|cpu"]) == {"t::b|loss|cpu": "two"}
+    store.save_detection_states({})  # nothing to save: nothing changes
+    assert store.detection_states(["t::a|loss|cpu"]) == {"t::a|loss|cpu": '{"length": 3}'}
+
+
+def test_save_detection_states_overwrites(store: Store) -> None:
+    store.save_detection_states({"a": "1", "b": "2"})
+    store.save_detection_states({"a": "3", "c": "4", "": "the empty key"})
+    assert store.detection_states(["a", "b", "c", ""]) == {"a": "3", "b": "2", "c": "4", "": "the empty key"}
+    store.save_detection_states({"a": ""})
+    assert store.detection_states(["a"]) == {"a": ""}
+
+
+def test_a_thousand_detection_states_in_one_call(store: Store) -> None:
+    states = {
+        f"tests/test_{i:04d}.py::test_case[{i}]|step_time|cpu: x86 x16": json.dumps([i] * 50) for i in range(1000)
+    }
+    store.save_detection_states(states)
+    assert store.detection_states(list(states)) == states
+    some = list(states)[::97]
+    assert store.detection_states([*some, "no such key"]) == {key: states[key] for key in some}
+    store.save_detection_states({key: "again" for key in states})
+    assert set(store.detection_states(list(states)).values()) == {"again"}
+
+
+HOSTILE_KEYS = [
+    "'; DROP TABLE detection_states; --",
+    'tests/test_x.py::test_y["quoted", \\backslash]',
+    "ünïcødé ✓ 测试 🚀 \u202e",
+    "tab\tnew\nline\r\x1b[31mred\x1b[0m \x85\u2028",
+    "%s %(name)s ? ?1 :name $1 {}",
+    "x" * 5000,
+    "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(3000)),  # 9 kB of UTF-8 that does not compress
+]
+
+
+def test_detection_state_keys_and_states_may_be_any_text(store: Store) -> None:
+    states = {key: f"state of {key}" * 2 for key in HOSTILE_KEYS}
+    store.save_detection_states(states)
+    assert store.detection_states(HOSTILE_KEYS) == states
+    assert store.detection_states(["'; DROP TABLE detection_states; --", "x" * 4999]) == {
+        "'; DROP TABLE detection_states; --": states["'; DROP TABLE detection_states; --"]
+    }
+
+
+def test_clear_detection_states(store: Store) -> None:
+    store.clear_detection_states()  # nothing saved yet: fine
+    store.save_detection_states({"a": "1", "b": "2"})
+    store.clear_detection_states()
+    assert store.detection_states(["a", "b"]) == {}
+    store.save_detection_states({"a": "3"})
+    assert store.detection_states(["a", "b"]) == {"a": "3"}
+
+
+def test_a_batch_with_a_bad_state_saves_nothing(store: Store) -> None:
+    store.save_detection_states({"a": "1"})
+    with pytest.raises(StoreError, match="must be text"):
+        store.save_detection_states({"a": "2", "b": None})  # type: ignore[dict-item]
+    with pytest.raises(StoreError, match="must be text"):
+        store.save_detection_states({"a": "2", 3: "x"})  # type: ignore[dict-item]
+    assert store.detection_states(["a", "b"]) == {"a": "1"}
+
+
 def test_test_durations_are_medians_of_passed_results_in_the_last_finished_runs(store: Store) -> None:
     layout = [  # run_id, sha, branch, tier, project, started day, status, {test: (outcome, duration)}
         ("m1", "1", "main", "integration", "proj", 1, "passed", {"t::a": ("passed", 100.0)}),  # beyond runs=3
@@ -625,6 +758,154 @@ def test_version_1_store_is_migrated_and_keeps_its_data(sql_url: str, tmp_path: 
         engine.dispose()
     assert heartbeat is not None
     assert version == str(SCHEMA_VERSION)
+
+
+V4_SAMPLES = {  # measurement -> its samples as versions 1 to 4 stored them (json.dumps) -> as read back
+    "plain": ("[0.87, 0.875, 0.88]", (0.87, 0.875, 0.88)),
+    "none": ("[]", ()),
+    "whole": ("[1, 2, 3]", (1.0, 2.0, 3.0)),
+    "non-finite": (
+        "[NaN, Infinity, -Infinity, -0.0, 5e-324]",
+        (float("nan"), float("inf"), float("-inf"), -0.0, 5e-324),
+    ),
+    "many": (json.dumps([i / 7 for i in range(1000)]), tuple(i / 7 for i in range(1000))),
+}
+
+
+def _build_v4_store(url: str) -> Run:
+    """A database exactly as schema version 4 left it: one finished run with measurements whose samples
+    are JSON text, links, an acknowledgement and a delivery."""
+    environment = make_env(gpu_model="A100", gpu_count=1, driver="550")
+    run = make_run(
+        "v4-run",
+        sha("b"),
+        parents=(sha("a"),),
+        committed_at=ts(1),
+        subject="before v5",
+        started_at=ts(1, 5),
+        status="passed",
+        finished_at=ts(1, 9),
+        environment=environment,
+    )
+    engine = raw_engine(url)
+    try:
+        with engine.begin() as conn:
+            for _, statements in MIGRATIONS[:4]:
+                for statement in statements:
+                    assert isinstance(statement, str)
+                    conn.exec_driver_sql(statement)
+            conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('schema_version', '4')"))
+            conn.execute(
+                sa.text("INSERT INTO commits (sha, parents, committed_at, subject) VALUES (:sha, :p, :at, :s)"),
+                {"sha": sha("b"), "p": sha("a"), "at": ts(1), "s": "before v5"},
+            )
+            conn.execute(
+                sa.text("INSERT INTO environments (env_id, env_key, data) VALUES (:id, :key, :data)"),
+                {
+                    "id": env_id(environment),
+                    "key": environment.key,
+                    "data": json.dumps(dataclasses.asdict(environment), sort_keys=True),
+                },
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO runs (run_id, project, tier, status, sha, branch, env_id, started_at, finished_at, "
+                    "heartbeat_at) VALUES ('v4-run', 'proj', 'integration', 'passed', :sha, 'main', :env, :started, "
+                    ":finished, :started)"
+                ),
+                {"sha": sha("b"), "env": env_id(environment), "started": ts(1, 5), "finished": ts(1, 9)},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO measurements (run_id, test, metric, value, unit, higher_is_better, samples, iqr, "
+                    "support) VALUES ('v4-run', 't::train', :metric, 0.5, 's', :hib, :samples, NULL, 8)"
+                ),
+                [{"metric": name, "hib": False, "samples": text} for name, (text, _) in V4_SAMPLES.items()],
+            )
+            conn.execute(
+                sa.text("INSERT INTO commit_links (sha, first_parent) VALUES (:b, :a)"), {"b": sha("b"), "a": sha("a")}
+            )
+            conn.execute(sa.text("INSERT INTO acknowledgements VALUES ('r-1', 'known', 'ada', :at)"), {"at": ts(2)})
+            conn.execute(sa.text("INSERT INTO deliveries VALUES ('gsheets://k/s', 'v4-run', :at)"), {"at": ts(3)})
+    finally:
+        engine.dispose()
+    return run
+
+
+def test_version_4_store_is_migrated_keeping_its_samples_exactly(sql_url: str, tmp_path: Path) -> None:
+    old_run = _build_v4_store(sql_url)
+    store = open_store(sql_url, root=tmp_path)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION == 5
+        assert store.get_run("v4-run") == old_run
+        measured = {m.metric: m for m in store.run_measurements("v4-run")}
+        rows = {row.metric: row for row in store.series(test="t::train", branch="main")}
+        assert set(measured) == set(rows) == set(V4_SAMPLES)
+        for name, (_, samples) in V4_SAMPLES.items():
+            for got in (measured[name].samples, rows[name].samples):
+                assert [struct_bits(x) for x in got] == [struct_bits(x) for x in samples], name
+        assert (measured["plain"].value, measured["plain"].unit, measured["plain"].support) == (0.5, "s", 8)
+        assert measured["plain"].higher_is_better is False
+        assert rows["plain"].fingerprint == "A100 x1, driver 550"
+        assert store.first_parent_links() == {sha("b"): sha("a")}
+        assert store.acknowledgements() == [Acknowledgement("r-1", "known", "ada", ts(2))]
+        assert store.deliveries("gsheets://k/s") == {"v4-run": ts(3)}
+        # What v5 adds works on the migrated store, and so does recording.
+        store.save_detection_states({"t::train|plain|A100 x1": "{}"})
+        assert store.detection_states(["t::train|plain|A100 x1"]) == {"t::train|plain|A100 x1": "{}"}
+        store.begin_run(make_run("v5-run", sha("c"), ancestry=(sha("b"), sha("a")), started_at=ts(4)))
+        store.add_results("v5-run", [], [Measurement("t::train", "plain", 0.25, samples=(0.2, 0.3))])
+        assert [r.value for r in store.series(test="t::train", metric="plain", branch="main")] in (
+            [0.5, 0.25],
+            [0.25, 0.5],
+        )
+    finally:
+        store.close()
+    reopened = open_store(sql_url, root=tmp_path)  # migrated once: reopening changes nothing
+    try:
+        assert reopened.schema_version() == SCHEMA_VERSION
+        assert len(reopened.run_measurements("v4-run")) == len(V4_SAMPLES)
+        assert reopened.detection_states(["t::train|plain|A100 x1"]) == {"t::train|plain|A100 x1": "{}"}
+    finally:
+        reopened.close()
+    if sql_url.startswith("sqlite"):  # the v5 layout: measurements clustered by run, no (test, metric) index
+        engine = raw_engine(sql_url)
+        try:
+            with engine.connect() as conn:
+                ddl = dict(conn.execute(sa.text("SELECT name, sql FROM sqlite_master")).all())
+        finally:
+            engine.dispose()
+        assert "WITHOUT ROWID" in ddl["measurements"]
+        assert "samples BLOB" in ddl["measurements"]
+        assert "ix_measurements_series" not in ddl
+        assert {"ix_runs_series", "ix_commits_series", "detection_states"} <= ddl.keys()
+
+
+def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    """Samples that are not a JSON list of numbers stop the v5 migration; the store stays at v4."""
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    _build_v4_store(url)
+    execute(url, "UPDATE measurements SET samples = '{\"not\": \"a list\"}' WHERE metric = 'plain'")
+    message = str(open_refused(url, tmp_path))
+    assert "\n" not in message
+    engine = raw_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "4"
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM measurements")).scalar() == len(V4_SAMPLES)
+    finally:
+        engine.dispose()
+
+
+def test_samples_that_are_not_numbers_are_a_store_error(sql_url: str, tmp_path: Path) -> None:
+    store = open_store(sql_url, root=tmp_path)
+    try:
+        store.begin_run(make_run("r1"))
+        with pytest.raises(StoreError, match="samples must be numbers"):
+            store.add_results("r1", [], [Measurement("t::a", "m", 1.0, samples=("fast",))])  # type: ignore[arg-type]
+        assert store.run_measurements("r1") == []
+    finally:
+        store.close()
 
 
 def test_newer_schema_version_is_refused(sql_url: str, tmp_path: Path) -> None:
