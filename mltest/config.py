@@ -435,7 +435,7 @@ def find_config_file(start: Path) -> ConfigFile | None:
 def _unknown_key(where: str, key: str, valid: list[str]) -> ConfigError:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
-    return ConfigError(f"{where}: unknown key '{key}' ({hint})")
+    return ConfigError(f"{where}: unknown key {key!r} ({hint})")
 
 
 _METRIC_KEYS = {"unit": _text, "higher_is_better": _bool, "tolerance": _tolerance, "tolerance_abs": _seconds}

@@ -721,3 +721,13 @@ def test_cli_source_names_the_flag_the_caller_used(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={}, cli={"seed": 7}, cli_flag=lambda spec: spec.cli_flag)
     assert settings.sources["seed"] == "command line --seed"
     assert load_settings(tmp_path, environ={}, cli={"seed": 7}).sources["seed"] == "command line --mltest-seed"
+
+
+def test_an_unknown_key_is_shown_escaped(tmp_path: Path) -> None:
+    write_yaml(tmp_path, 'seed: 4\n"evil\\e[31m\\u202ekey": 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path, environ={})
+    message = str(info.value)
+    assert "\x1b" not in message
+    assert "\u202e" not in message
+    assert "unknown key 'evil\\x1b[31m\\u202ekey'" in message

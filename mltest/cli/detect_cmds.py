@@ -7,20 +7,21 @@ configuration gives tolerances and directions, :mod:`mltest.detect` gives findin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mltest.cli.options import add_store_flags, store_settings
 from mltest.config import Settings
 from mltest.detect import Comparison, Tolerance, compare_values, find_shifts, group_findings
-from mltest.detect.regressions import binomial_noise, commit_ack_key
-from mltest.errors import ConfigError, MltestError
+from mltest.detect.regressions import binomial_noise, commit_ack_key, detected_shas, state_key
+from mltest.errors import ConfigError, MltestError, StoreError
 from mltest.gitinfo import commit_subjects
 from mltest.model import Acknowledgement, Finding, Regression, Run, Series, SeriesPoint, utc_now
 from mltest.recorder import infer_direction
@@ -33,7 +34,7 @@ __all__ = [
     "acknowledge",
     "add_parsers",
     "analyze",
-    "check_report",
+    "check_output",
     "compare_runs",
     "comparison_markdown",
     "direction_of",
@@ -52,6 +53,9 @@ class Analysis:
     undirected: tuple[str, ...]
     """Metrics skipped because nothing says whether higher is better."""
     subjects: dict[str, str]
+    change_points: Mapping[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
+    """Per (test, metric, env_key): the first commit of each new segment detection found (series
+    whose direction is unknown are not analysed and have none)."""
 
     @property
     def new(self) -> list[Regression]:
@@ -81,150 +85,88 @@ def analyze(
     links = store.first_parent_links()
     findings: list[Finding] = []
     undirected = []
+    # Detection is incremental: each series' state (stored beside the runs) lets a series that only
+    # grew since the last check rescan its tail. The states are a cache: unreadable or unwritable, the
+    # check still runs in full.
+    scope = "\x1f".join((settings.project_name, branch or "*", tier or "*"))
+    keys = [state_key(scope, s, fp) for s in series for fp in dict.fromkeys(p.fingerprint for p in s.points)]
+    states = _load_states(store, keys)
+    before = dict(states)
     for s in series:
         higher = direction_of(settings, s.metric, s.unit, s.higher_is_better)
         if higher is None:
             undirected.append(s.metric)
             continue
         findings.extend(
-            find_shifts(s, tolerance=Tolerance.of(settings.metrics.get(s.metric)), higher_is_better=higher, links=links)
+            find_shifts(
+                s,
+                tolerance=Tolerance.of(settings.metrics.get(s.metric)),
+                higher_is_better=higher,
+                links=links,
+                states=states,
+                scope=scope,
+            )
         )
+    _save_states(store, {k: v for k, v in states.items() if before.get(k) != v})
+    found_shas = {(s.test, s.metric, s.env_key): detected_shas(s, states, scope) for s in series}
     acks = {a.target: str(a) for a in store.acknowledgements()}
     regressions = group_findings(findings, acks)
     shas = {sha for r in regressions for sha in (*r.range.commits, r.range.bad, r.range.good or "")}
     subjects = {p.sha: p.subject for s in series for p in s.points if p.subject}
     subjects.update(commit_subjects(settings.project_root, shas - subjects.keys()))
-    return Analysis(branch, tuple(series), tuple(regressions), tuple(sorted(set(undirected))), subjects)
+    return Analysis(
+        branch,
+        tuple(series),
+        tuple(regressions),
+        tuple(sorted(set(undirected))),
+        subjects,
+        {key: shas for key, shas in found_shas.items() if shas is not None},
+    )
 
 
-# ----------------------------------------------------------------------------- text
+def _load_states(store: Store, keys: Sequence[str]) -> dict[str, str]:
+    try:
+        return store.detection_states(keys)
+    except StoreError:
+        return {}
+
+
+def _save_states(store: Store, states: Mapping[str, str]) -> None:
+    if states:  # a read-only copy of the store, say, cannot keep them: the next check rescans in full
+        with contextlib.suppress(StoreError):
+            store.save_detection_states(states)
+
+
+# ----------------------------------------------------------------------------- check output
 _pct = fmt_pct
-
-
-def _commit_line(sha: str, subjects: dict[str, str]) -> str:
-    subject = subjects.get(sha)
-    return f"{sha[:10]}" + (f" {subject[:70]!r}" if subject else "")
-
-
-def _range_text(r: Regression | Finding, subjects: dict[str, str]) -> list[str]:
-    rng = r.range
-    if rng.culprit is not None:
-        return [f"culprit {_commit_line(rng.culprit, subjects)}"]
-    if rng.commits:
-        lines = [
-            f"between {(rng.good or '?')[:10]} (last good) and {rng.bad[:10]} (first bad): {len(rng.commits)} commits"
-        ]
-        lines += [f"    {_commit_line(sha, subjects)}" for sha in rng.commits[:20]]
-        if len(rng.commits) > 20:
-            lines.append(f"    ... and {len(rng.commits) - 20} more")
-        return lines
-    return [
-        f"between {(rng.good or '?')[:10]} (last good) and {rng.bad[:10]} (first bad); the commits between are not "
-        "in the recorded history"
-    ]
-
 
 TITLES = {"regression": "REGRESSION", "drift": "DRIFT", "improvement": "improvement", "environment": "environment"}
 
 
-def _bad_and_open(reg: Regression) -> bool:
-    return reg.kind in ("regression", "drift") and reg.status == "open"
+def check_output(
+    settings: Settings,
+    store: Store,
+    analysis: Analysis,
+    *,
+    as_json: bool = False,
+    show_all: bool = False,
+    color: bool = False,
+    width: int = 240,
+) -> str:
+    """What ``mltest check`` prints: the report of ``mltest report`` built from ``analysis`` (one
+    model, one terminal renderer), titled ``mltest check``; without ``show_all`` it lists only new and
+    acknowledged regressions and counts the rest. ``as_json``: the report JSON
+    (``mltest/report/report.schema.json``) instead."""
+    from mltest.cli.report_cmd import build_report
 
+    report = build_report(settings, store, analysis)
+    if as_json:
+        from mltest.report.jsonout import render_json
 
-def check_report(analysis: Analysis, *, show_all: bool = False) -> str:
-    """The terminal summary of ``mltest check``."""
-    regs = analysis.regressions
-    new = analysis.new
-    counts = {
-        "new": len(new),
-        "acknowledged": sum(1 for r in regs if r.acknowledged and r.status == "open"),
-        "recovered": sum(1 for r in regs if r.status == "recovered" and r.kind in ("regression", "drift")),
-        "improvement": sum(1 for r in regs if r.kind == "improvement"),
-        "environment change": sum(1 for r in regs if r.kind == "environment"),
-    }
-    where = f"branch {analysis.branch}" if analysis.branch else "all branches"
-    commits = len({p.sha for s in analysis.series for p in s.points})
-    head = f"mltest check: {len(analysis.series)} series over {plural(commits, 'commit')} ({where}): " + ", ".join(
-        plural(n, label) if label in ("improvement", "environment change") else f"{n} {label}"
-        for label, n in counts.items()
-    )
-    lines = [head]
-    for reg in regs:
-        if not show_all and not _bad_and_open(reg):
-            continue
-        lines.append("")
-        status = "NEW" if reg.is_new else ("acknowledged" if reg.acknowledged else reg.status)
-        lines.append(f"{TITLES[reg.kind]} {reg.id} [{status}] " + _range_text(reg, analysis.subjects)[0])
-        lines += _range_text(reg, analysis.subjects)[1:]
-        for f in reg.findings:
-            state = "" if f.status == "open" else f"  recovered at {f.fixed_by}" if f.fixed_by else "  recovered"
-            p = f"p={f.p_value:.1g}" if math.isfinite(f.p_value) else ""
-            lines.append(
-                f"  {f.test}  {f.metric}: {fmt_value(f.before, f.unit)} -> {fmt_value(f.after, f.unit)} "
-                f"({_pct(f.rel_change)}{', ' + p if p else ''}) [{f.env_key}]{state}"
-                + (f"  {f.note}" if f.note and f.kind != "drift" else "")
-            )
-            if f.kind == "drift":
-                lines.append(f"    {f.steps} smaller steps: {f.note.removeprefix('steps at ')}")
-        if reg.acknowledged:
-            lines.append(f"  acknowledged: {reg.acknowledged}")
-        elif reg.is_new:
-            lines.append(f'  if this is expected: mltest ack {reg.id} --reason "..."')
-    if analysis.undirected:
-        lines.append("")
-        lines.append(
-            "skipped (direction unknown; set higher_is_better in [tool.mltest.metrics.NAME]): "
-            + ", ".join(analysis.undirected)
-        )
-    if not show_all:
-        hidden = sum(1 for r in regs if not _bad_and_open(r))
-        if hidden:
-            lines.append(f"({hidden} recovered, improvement and environment entries not shown: --all shows them)")
-    return clean_lines("\n".join(lines))  # test ids, metrics, notes: no escape sequence reaches the terminal
+        return render_json(report)
+    from mltest.report.text import render_text
 
-
-def check_json(analysis: Analysis) -> str:
-    def finding(f: Finding) -> dict[str, Any]:
-        return {
-            "id": f.id,
-            "kind": f.kind,
-            "status": f.status,
-            "test": f.test,
-            "metric": f.metric,
-            "env_key": f.env_key,
-            "unit": f.unit,
-            "before": f.before,
-            "after": f.after,
-            "rel_change": f.rel_change if math.isfinite(f.rel_change) else None,
-            "p_value": f.p_value if math.isfinite(f.p_value) else None,
-            "fixed_by": None if f.fixed_by is None else {"good": f.fixed_by.good, "bad": f.fixed_by.bad},
-            "steps": f.steps,
-            "note": f.note,
-        }
-
-    return json.dumps(
-        {
-            "branch": analysis.branch,
-            "series": len(analysis.series),
-            "new": len(analysis.new),
-            "regressions": [
-                {
-                    "id": r.id,
-                    "kind": r.kind,
-                    "status": r.status,
-                    "new": r.is_new,
-                    "acknowledged": r.acknowledged,
-                    "good": r.range.good,
-                    "bad": r.range.bad,
-                    "culprit": r.range.culprit,
-                    "commits": list(r.range.commits),
-                    "findings": [finding(f) for f in r.findings],
-                }
-                for r in analysis.regressions
-            ],
-        },
-        indent=2,
-    )
+    return render_text(report, color=color, width=width, title="mltest check", show_all=show_all)
 
 
 # ----------------------------------------------------------------------------- ack
@@ -371,7 +313,11 @@ def add_parsers(commands: Any) -> None:
     check.add_argument("--test", default=None, help="only this test (default: all)")
     check.add_argument("--metric", default=None, help="only this metric (default: all)")
     check.add_argument("--all", action="store_true", help="also list recovered, improvement and environment entries")
-    check.add_argument("--json", action="store_true", help="print JSON (default: the terminal summary)")
+    check.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON, as `mltest report --format json` (default: the terminal summary)",
+    )
     add_store_flags(check)
     check.set_defaults(handler=_check)
 
@@ -411,15 +357,21 @@ def guarded(body: Any) -> int:
 
 def _check(args: argparse.Namespace, extra: list[str]) -> int:
     def body() -> int:
+        from mltest.cli.report_cmd import terminal
+
         settings = store_settings(args)
         store = open_store(settings.store_url, root=settings.project_root)
         try:
             analysis = analyze(settings, store, branch=args.branch, tier=args.tier, test=args.test, metric=args.metric)
             if not analysis.series:
                 _nothing_to_check(settings, store, args.branch)
+            color, width = terminal()
+            out = check_output(
+                settings, store, analysis, as_json=args.json, show_all=args.all, color=color, width=width
+            )
         finally:
             store.close()
-        print(check_json(analysis) if args.json else check_report(analysis, show_all=args.all))
+        sys.stdout.write(out)
         return EXIT_REGRESSION if analysis.new else EXIT_OK
 
     return guarded(body)

@@ -2,7 +2,7 @@
 
 The report model (:mod:`mltest.report.model`) is built here, once, from the detection results of
 :func:`mltest.cli.detect_cmds.analyze` and the stored series; the renderers in :mod:`mltest.report`
-only format it.
+only format it. ``mltest check`` prints the same model, through the same renderers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mltest.cli.detect_cmds import EXIT_OK, Analysis, analyze, guarded
 from mltest.cli.options import add_store_flags, store_settings
@@ -36,7 +36,16 @@ from mltest.report.model import (
 )
 from mltest.store import Store, open_store, redact_url
 
-__all__ = ["FORMATS", "add_parsers", "build_report", "commit_url", "render", "repo_url_from", "series_key"]
+__all__ = [
+    "FORMATS",
+    "add_parsers",
+    "build_report",
+    "commit_url",
+    "render",
+    "repo_url_from",
+    "series_key",
+    "terminal",
+]
 
 FORMATS = ("text", "markdown", "html", "json")
 _ORDER: Mapping[str, int] = {"new": 0, "acknowledged": 1, "recovered": 2}
@@ -49,6 +58,15 @@ def series_key(test: str, metric: str, env_key: str) -> str:
     return "s-" + hashlib.sha1(f"{test}\0{metric}\0{env_key}".encode()).hexdigest()[:10]
 
 
+def _web_url(url: str | None) -> str | None:
+    """``url`` when it is an http(s) URL (credentials removed), else ``None``."""
+    if not url or not url.lower().startswith(("http://", "https://")):
+        return None
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
+
+
 def repo_url_from(settings: Settings, environ: Mapping[str, str]) -> str | None:
     """The repository's web URL: the ``repo_url`` setting, else what GitHub Actions or GitLab CI say."""
     url = settings.repo_url
@@ -58,10 +76,7 @@ def repo_url_from(settings: Settings, environ: Mapping[str, str]) -> str | None:
         url = environ.get("CI_PROJECT_URL") or None
     if url and not url.lower().startswith(("http://", "https://")):
         raise ConfigError(f"repo_url {redact_url(url)!r}: give the repository's web address, starting with https://")
-    if url and "@" in url.split("/", 3)[2]:  # https://user:token@host/...: links must not carry credentials
-        scheme, _, rest = url.partition("://")
-        host, slash, path = rest.partition("/")
-        url = f"{scheme}://{host.rsplit('@', 1)[1]}{slash}{path}"
+    url = _web_url(url)  # https://user:token@host/...: links must not carry credentials
     return url.rstrip("/") if url else None
 
 
@@ -124,6 +139,8 @@ def _finding_view(f: Finding) -> FindingView:
         fixed_by=f.fixed_by.bad if f.fixed_by is not None else None,
         note=f.note,
         series_key=series_key(f.test, f.metric, f.env_key),
+        steps=f.steps,
+        fixed_after=f.fixed_by.good if f.fixed_by is not None else None,
     )
 
 
@@ -138,12 +155,27 @@ def _status(reg: Regression) -> EntryStatus:
     return "open"
 
 
-def _series_view(s: Series, findings: Sequence[FindingView], new_ids: set[str]) -> SeriesView:
+def _series_view(
+    s: Series,
+    findings: Sequence[FindingView],
+    new_ids: set[str],
+    *,
+    detected: tuple[str, ...] | None = None,
+) -> SeriesView:
+    """``detected``: the first commits of the new segments that the analysis found (its change points
+    are drawn, not computed again); without it (a series whose direction is unknown), a change-point
+    pass of its own. Segments also end where the environment fingerprint changes."""
     values = [p.value for p in s.points]
-    samples = [p.samples or (p.value,) for p in s.points]
-    cps = tuple(cp.index for cp in change_points(values, samples=samples)) if len(values) >= 2 else ()
-    bounds = [0, *cps, len(values)]
-    segments = tuple(
+    cps: tuple[int, ...] = ()
+    if detected is not None:
+        wanted = set(detected)
+        cps = tuple(i for i, p in enumerate(s.points) if p.sha in wanted and i > 0)
+    elif len(values) >= 2:
+        samples = [p.samples or (p.value,) for p in s.points]
+        cps = tuple(cp.index for cp in change_points(values, samples=samples))
+    breaks = {i for i in range(1, len(values)) if s.points[i].fingerprint != s.points[i - 1].fingerprint}
+    bounds = sorted({0, *cps, *breaks, len(values)})
+    levels = tuple(
         SegmentView(a, b, float(statistics.median(values[a:b]))) for a, b in itertools.pairwise(bounds) if b > a
     )
     points = tuple(
@@ -168,7 +200,7 @@ def _series_view(s: Series, findings: Sequence[FindingView], new_ids: set[str]) 
         unit=s.unit,
         higher_is_better=s.higher_is_better,
         points=points,
-        segments=segments,
+        segments=levels,
         change_points=cps,
         findings=mine,
         regressed=any(fid in new_ids for fid in mine),
@@ -193,6 +225,14 @@ def _trim(s: Series, keep: set[str]) -> Series:
     return replace(s, points=tuple(p for p in s.points if p.sha in keep))
 
 
+def _ci_url(settings: Settings, store: Store, branch: str | None, shown: Mapping[str, int]) -> str | None:
+    """The CI job of the newest run of the history shown (``None`` when it recorded none)."""
+    for run in store.runs(branch=branch, project=settings.project_name, limit=20):
+        if run.commit.sha in shown:
+            return _web_url(run.ci_url)
+    return None
+
+
 def build_report(
     settings: Settings,
     store: Store,
@@ -201,7 +241,8 @@ def build_report(
     since: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Report:
-    """The report model of ``analysis`` (one detection pass) over the stored series."""
+    """The report model of ``analysis`` (one detection pass) over the stored series.
+    """
     environ = os.environ if environ is None else environ
     repo = repo_url_from(settings, environ)
     order = _history_order(analysis.series)
@@ -224,7 +265,12 @@ def build_report(
         entries.append((rank, EntryView(reg.id, reg.kind, status, found, reg.acknowledged)))
     entries.sort(key=lambda pair: pair[0])
     new_ids = {f.id for _, e in entries if e.status == "new" for f in e.findings}
-    views = [_series_view(s, findings, new_ids) for s in series]
+    views = [
+        _series_view(
+            s, findings, new_ids, detected=analysis.change_points.get((s.test, s.metric, s.env_key))
+        )
+        for s in series
+    ]
     views.sort(key=lambda v: (not v.regressed, not v.findings, v.test, v.metric, v.env_key))
     named = {sha for f in findings for sha in (f.bad, f.good, f.culprit, f.fixed_by, *f.commits) if sha}
     subjects = analysis.subjects
@@ -246,19 +292,35 @@ def build_report(
         repo_url=repo,
         undirected=analysis.undirected,
         since=since,
+        ci_url=_ci_url(settings, store, analysis.branch, position),
     )
 
 
 # ----------------------------------------------------------------------------- rendering
-def render(report: Report, fmt: str, *, color: bool = False) -> str:
-    if fmt == "text":
-        import shutil
+def terminal(stream: TextIO | None = None, environ: Mapping[str, str] | None = None) -> tuple[bool, int]:
+    """Colour and width for the terminal text written to ``stream`` (stdout): on a terminal, colour
+    unless ``NO_COLOR`` is set, and its width; elsewhere (a file, a CI log) no colour and 240
+    columns, wide enough that test ids are not cut."""
+    stream = sys.stdout if stream is None else stream
+    environ = os.environ if environ is None else environ
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        tty = False
+    if not tty:
+        return False, 240
+    import shutil
 
+    return not environ.get("NO_COLOR"), shutil.get_terminal_size((100, 24)).columns
+
+
+def render(report: Report, fmt: str, *, color: bool = False, width: int | None = None) -> str:
+    """``report`` as ``fmt`` (one of :data:`FORMATS`); text is ``width`` columns wide (default: as
+    :func:`terminal` says for stdout) and in colour only with ``color``."""
+    if fmt == "text":
         from mltest.report.text import render_text
 
-        # As wide as the terminal; in a CI log (not a terminal) wide enough that test ids are not cut.
-        width = max(100, shutil.get_terminal_size((100, 24)).columns) if sys.stdout.isatty() else 240
-        return render_text(report, color=color, width=width)
+        return render_text(report, color=color, width=terminal()[1] if width is None else width)
     if fmt == "markdown":
         from mltest.report.markdown import render_markdown
 
@@ -337,7 +399,7 @@ def add_parsers(commands: Any) -> None:
 def _report(args: argparse.Namespace, extra: list[str]) -> int:
     def body() -> int:
         _, report = _load(args)
-        color = args.format == "text" and args.out is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        color = args.format == "text" and args.out is None and terminal()[0]
         _write(render(report, args.format, color=color), args.out)
         return EXIT_OK
 

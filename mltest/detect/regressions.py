@@ -20,12 +20,13 @@ commit that slows down 40 tests is one entry, listing all of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mltest.detect.changepoint import ChangePointMethod, change_points
+from mltest.detect.incremental import DetectionState, change_points_incremental
 from mltest.errors import DetectionError
 from mltest.model import ChangePoint, CommitRange, Finding, MetricSpec, Regression, Series, SeriesPoint
 
@@ -36,8 +37,10 @@ __all__ = [
     "binomial_noise",
     "commit_ack_key",
     "commits_between",
+    "detected_shas",
     "find_shifts",
     "group_findings",
+    "state_key",
 ]
 
 DEFAULT_TOLERANCE = 0.05
@@ -118,6 +121,12 @@ def _fingerprint_runs(points: Sequence[SeriesPoint]) -> list[tuple[str, list[int
     return list(runs.items())
 
 
+def state_key(scope: str, series: Series, fingerprint: str) -> str:
+    """The key of one fingerprint's detection state in a ``states`` mapping of :func:`find_shifts`.
+    ``scope`` names what else decides the points (project, branch, tier)."""
+    return "\x1f".join((scope, series.test, series.metric, series.env_key, fingerprint))
+
+
 def find_shifts(
     series: Series,
     *,
@@ -125,20 +134,40 @@ def find_shifts(
     higher_is_better: bool,
     links: Mapping[str, str] | None = None,
     method: ChangePointMethod | None = None,
+    states: MutableMapping[str, str] | None = None,
+    scope: str = "",
     **options: float,
 ) -> list[Finding]:
-    """Every finding in one series, oldest first (see the module docstring)."""
+    """Every finding in one series, oldest first (see the module docstring).
+
+    With ``states`` (serialised :class:`~mltest.detect.incremental.DetectionState` by
+    :func:`state_key`), detection is incremental: a series that only grew rescans its tail, and the
+    new states are written back into ``states``.
+    """
     links = links or {}
     points = series.points
     findings: list[Finding] = []
-    for _, positions in _fingerprint_runs(points):
+    for fingerprint, positions in _fingerprint_runs(points):
         sub = [points[i] for i in positions]
-        findings.extend(
-            _classify(series, sub, tolerance, higher_is_better, links, _detect(series, sub, method, options))
-        )
+        key = state_key(scope, series, fingerprint) if states is not None and method is None else None
+        found = _detect(series, sub, method, options, states, key)
+        findings.extend(_classify(series, sub, tolerance, higher_is_better, links, found))
     findings.extend(_environment_changes(series, tolerance, higher_is_better, links))
     findings.sort(key=lambda f: _position(points, f.range.bad))
     return findings
+
+
+def detected_shas(series: Series, states: Mapping[str, str], scope: str = "") -> tuple[str, ...] | None:
+    """The first commit of every new segment that :func:`find_shifts` found in ``series`` (from the
+    ``states`` it left), oldest first; ``None`` when a fingerprint of it has no state."""
+    shas: list[str] = []
+    for fingerprint, positions in _fingerprint_runs(series.points):
+        state = DetectionState.loads(states.get(state_key(scope, series, fingerprint)))
+        if state is None or state.length != len(positions):
+            return None
+        shas.extend(series.points[positions[cp.index]].sha for cp in state.change_points)
+    order = {p.sha: i for i, p in enumerate(series.points)}
+    return tuple(sorted(shas, key=order.__getitem__))
 
 
 def _position(points: Sequence[SeriesPoint], sha: str) -> int:
@@ -149,13 +178,26 @@ def _position(points: Sequence[SeriesPoint], sha: str) -> int:
 
 
 def _detect(
-    series: Series, points: Sequence[SeriesPoint], method: ChangePointMethod | None, options: Mapping[str, float]
+    series: Series,
+    points: Sequence[SeriesPoint],
+    method: ChangePointMethod | None,
+    options: Mapping[str, float],
+    states: MutableMapping[str, str] | None = None,
+    key: str | None = None,
 ) -> list[ChangePoint]:
     values = [p.value for p in points]
     samples = [p.samples for p in points] if any(len(p.samples) >= 2 for p in points) else None
     noise = binomial_noise(points, series.unit)
     try:
-        return change_points(values, samples=samples, noise=noise, method=method, **options)
+        if states is None or key is None:
+            return change_points(values, samples=samples, noise=noise, method=method, **options)
+        text = states.get(key)
+        found, state = change_points_incremental(
+            values, samples=samples, noise=noise, state=DetectionState.loads(text), **options
+        )
+        if DetectionState.loads(text) != state:
+            states[key] = state.dumps()
+        return found
     except DetectionError as exc:
         raise DetectionError(f"{series.test} {series.metric} [{series.env_key}]: {exc}") from None
 

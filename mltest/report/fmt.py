@@ -13,7 +13,7 @@ import math
 import re
 from urllib.parse import urlsplit
 
-from mltest.report.model import EntryView, Report
+from mltest.report.model import EntryView, FindingView, Report
 
 __all__ = [
     "clean_lines",
@@ -23,6 +23,7 @@ __all__ = [
     "fmt_confidence",
     "fmt_pct",
     "fmt_value",
+    "note_text",
     "plural",
     "safe_url",
     "short_sha",
@@ -80,6 +81,17 @@ def short_sha(sha: str | None) -> str:
 def plural(n: int, noun: str) -> str:
     """``1 commit``, ``2 commits``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def note_text(f: FindingView) -> str:
+    """A finding's note as shown, with the steps of a drift: ``2 steps at 0a1b2c3d4e, 5f6a7b8c9d``
+    (untrusted: clean and escape it like any other field)."""
+    if f.steps <= 1:
+        return f.note
+    steps = plural(f.steps, "step")
+    if f.note.startswith("steps at "):
+        return f"{steps} at {f.note.removeprefix('steps at ')}"
+    return f"{steps}: {f.note}" if f.note else steps
 
 
 # ----------------------------------------------------------------------------- untrusted text

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from mltest.report.fmt import clean_text, fmt_pct, safe_url
+from mltest.report.fmt import clean_text, fmt_pct, note_text, safe_url
 from mltest.report.fmt import fmt_value as _fmt_value
 from mltest.report.model import CommitView, EntryView, FindingView, Report, SeriesView
 
@@ -266,8 +266,9 @@ def _finding_row(index: _Index, fi: int, finding: FindingView) -> str:
         extra.append(f'<span class="badge b-{_token(finding.status)}">{_esc(finding.status)}</span>')
     if finding.fixed_by:
         extra.append(f'<span class="muted">fixed by</span> {_commit_html(report, finding.fixed_by, subject_limit=60)}')
-    if finding.note:
-        extra.append(f'<span class="note">{_esc(finding.note, 300)}</span>')
+    note = note_text(finding)
+    if note:
+        extra.append(f'<span class="note">{_esc(note, 300)}</span>')
     notes = f'<div class="finding-notes">{" ".join(extra)}</div>' if extra else ""
     p_value = f"p = {finding.p_value:.3g}" if math.isfinite(finding.p_value) else "no p-value"
     return (
@@ -326,6 +327,9 @@ def _header_html(report: Report) -> str:
         url = safe_url(report.repo_url)
         shown = _esc(report.repo_url, 120)
         meta.append(("Repository", f'<a href="{html.escape(url, quote=True)}">{shown}</a>' if url else shown))
+    ci_url = safe_url(report.ci_url)
+    if ci_url:
+        meta.append(("CI job", f'<a href="{html.escape(ci_url, quote=True)}">{_esc(ci_url, 120)}</a>'))
     history = sum(1 for c in report.commits if c.position >= 0)
     meta.append(("History", f"{history} commit{'s' if history != 1 else ''}, {len(report.series)} series"))
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in meta)

@@ -11,9 +11,12 @@ output is ASCII (other characters as ``\\u`` escapes), indented by two spaces.
 
 Top level::
 
-    schema_version, project, branch, generated_at, store, repo_url, since,
+    schema_version, project, branch, generated_at, store, repo_url, ci_url, since,
     counts      {entries, findings, series, commits, new, by_status{...}, by_kind{...}}
-    entries     [{id, kind, status, acknowledged, culprit, good, bad, commits[], findings[{...}]}]
+    entries     [{id, kind, status, acknowledged, culprit, good, bad, commits[],
+                  findings[{id, kind, status, test, metric, env_key, unit, higher_is_better, before,
+                            after, rel_change, p_value, confidence, good, bad, culprit, commits[],
+                            fixed_by, fixed_after, note, series_key, steps}]}]
     series      [{key, test, metric, env_key, unit, higher_is_better, regressed, findings[],
                   points[{sha, value, low, high, samples, runs, fingerprint}],
                   segments[{start, end, level}], change_points[]}]
@@ -73,8 +76,10 @@ def _finding(f: FindingView) -> dict[str, Any]:
         "culprit": f.culprit,
         "commits": list(f.commits),
         "fixed_by": f.fixed_by,
+        "fixed_after": f.fixed_after,
         "note": f.note,
         "series_key": f.series_key,
+        "steps": int(f.steps),
     }
 
 
@@ -161,6 +166,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "generated_at": report.generated_at,
         "store": report.store,
         "repo_url": report.repo_url,
+        "ci_url": report.ci_url,
         "since": report.since,
         "counts": _counts(report),
         "entries": [_entry(e) for e in report.entries],

@@ -28,6 +28,7 @@ from mltest.report.fmt import (
     fmt_confidence,
     fmt_pct,
     fmt_value,
+    note_text,
     plural,
     safe_url,
     short_sha,
@@ -200,8 +201,9 @@ def _finding_row(report: Report, f: FindingView) -> str:
     notes = []
     if f.status == "recovered":
         notes.append("recovered" + (f" at {_sha_link(report, f.fixed_by)}" if f.fixed_by else ""))
-    if f.note:
-        notes.append(md_text(f.note, NOTE_LEN))
+    note = note_text(f)
+    if note:
+        notes.append(md_text(note, NOTE_LEN))
     return _row(
         [
             md_code(f.test, ID_LEN),
@@ -291,6 +293,8 @@ def _head(report: Report, title: str) -> str:
     if report.since:
         meta.append(f"since {md_text(report.since, ID_LEN)}")
     meta.append(f"generated {md_text(report.generated_at, ID_LEN)}")
+    if safe_url(report.ci_url):
+        meta.append(_link("CI job", report.ci_url))
     lines = [
         f"## {md_text(title, 200)}",
         "",

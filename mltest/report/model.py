@@ -78,9 +78,15 @@ class FindingView:
     commits: tuple[str, ...]
     """Every commit of the range, oldest first."""
     fixed_by: str | None = None
+    """For a recovered finding: the first commit measured back at the old level."""
     note: str = ""
     series_key: str = ""
     """:attr:`SeriesView.key` of the series it was found in (links the entry to its chart)."""
+    steps: int = 1
+    """How many change points make up the shift: more than one for a drift (its ``note`` says where)."""
+    fixed_after: str | None = None
+    """For a recovered finding: the last commit still measured at the new level, when known (the fix
+    is after it, up to :attr:`fixed_by`)."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,10 @@ class Report:
     """Metrics skipped because nothing says whether higher is better."""
     since: str | None = None
     notes: tuple[str, ...] = field(default=())
+    ci_url: str | None = None
+    """The CI job of the newest run of the history shown, when that run recorded one (an http(s)
+    URL without credentials; renderers still link only what :func:`~mltest.report.fmt.safe_url`
+    accepts)."""
 
     @property
     def new(self) -> tuple[EntryView, ...]:

@@ -4,12 +4,18 @@ Every history is synthetic and seeded (numpy ``default_rng``): commits ``commit 
 first-parent chain (each run records its whole ancestry, so the store orders commits by history), runs
 on one A100 with driver 550 unless a test says otherwise. The commands run in-process through
 ``mltest.cli.main``; assertions cover the exit code and what the user reads (text or ``--json``).
+``mltest check`` prints the report of ``mltest report`` (one model, one terminal renderer, the report
+JSON with ``--json``): its text and JSON are compared with the renderers' output here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import re
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +25,12 @@ import pytest
 import sqlalchemy as sa
 
 from mltest.cli import main
+from mltest.cli.detect_cmds import analyze
+from mltest.cli.report_cmd import build_report, terminal
+from mltest.config import load_settings
 from mltest.model import Commit, Environment, Measurement, Run
+from mltest.report.jsonout import render_json, report_schema
+from mltest.report.text import render_text
 from mltest.store import open_store
 
 PROJECT = "proj"
@@ -117,8 +128,28 @@ def cli(root: Path, command: str, *args: str) -> int:
 
 
 def check_json(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    """``mltest check --json``: the report JSON, valid against the report's schema."""
+    import jsonschema  # a test dependency (pyproject: test extra): never skipped
+
     code = cli(root, "check", "--json", *args)
-    return code, json.loads(capsys.readouterr().out)
+    data = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator(report_schema()).validate(data)
+    return code, data
+
+
+def check_text(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    """``mltest check``'s exit code and lines (plain: the output is not a terminal)."""
+    code = cli(root, "check", *args)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    return code, out.splitlines()
+
+
+def block(lines: list[str], head: str) -> list[str]:
+    """The lines of the entry whose first line starts with ``head``, up to the next blank line."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(head))
+    end = next((i for i in range(start, len(lines)) if not lines[i]), len(lines))
+    return lines[start:end]
 
 
 def pairs(entry: dict) -> set[tuple[str, str]]:
@@ -135,16 +166,16 @@ def test_check_clean_history_passes(project: Path, capsys: pytest.CaptureFixture
         60,
         lambda i: [timing(rng, "t.py::a", 0.1), timing(rng, "t.py::b", 0.25), accuracy(rng, "t.py::eval", 0.9)],
     )
-    assert cli(project, "check") == 0
-    out = capsys.readouterr().out
-    assert out.startswith("mltest check: 3 series over 60 commits (branch main): 0 new, 0 acknowledged,")
-    assert "REGRESSION" not in out
-    assert "DRIFT" not in out
+    code, lines = check_text(project, capsys)
+    assert code == 0
+    assert lines[0] == "mltest check: proj, branch main: 3 series over 60 commits"
+    assert lines[1] == "no new regressions: 0 new, 0 acknowledged, 0 recovered, 0 improvements, 0 environment changes"
+    assert not any("REGRESSIONS (" in line for line in lines)
     code, report = check_json(project, capsys)
     assert code == 0
-    assert report["new"] == 0
-    assert report["series"] == 3
-    assert report["regressions"] == []
+    assert report["counts"]["new"] == 0
+    assert report["counts"]["series"] == 3
+    assert report["entries"] == []
 
 
 def _step_at_40(rng: np.random.Generator) -> Measure:
@@ -164,24 +195,31 @@ def test_check_one_culprit_is_one_entry_listing_every_affected_metric(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     record_history(project, 60, _step_at_40(np.random.default_rng(1)))
-    assert cli(project, "check") == 1
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    assert "1 new" in lines[0]
-    headers = [line for line in lines if line.startswith("REGRESSION")]
+    code, lines = check_text(project, capsys)
+    assert code == 1
+    assert lines[1].startswith("1 new regression: 1 new, 0 acknowledged,")
+    assert lines[3] == "NEW REGRESSIONS (1)"
+    headers = [line for line in lines if line.startswith("r-")]
     assert len(headers) == 1
-    assert headers[0].endswith(f"[NEW] culprit {sha(40)[:10]} 'commit 40'")
-    for test, metric in (("t.py::a", "step_time"), ("t.py::a", "throughput"), ("t.py::b", "step_time")):
-        assert any(line.startswith(f"  {test}  {metric}: ") for line in lines), (test, metric)
-    rid = headers[0].split()[1]
-    assert f'mltest ack {rid} --reason "..."' in out
+    assert headers[0].endswith(f"  culprit {sha(40)[:10]}  commit 40")
+    rid = headers[0].split()[0]
+    entry_lines = block(lines, rid)
+    # grouped by test (and environment key), one row per metric
+    assert entry_lines[1] == "    t.py::a  [A100 x1]"
+    assert entry_lines[2].startswith("      step_time ")
+    assert entry_lines[3].startswith("      throughput ")
+    assert entry_lines[4] == "    t.py::b  [A100 x1]"
+    assert entry_lines[5].startswith("      step_time ")
+    assert " ms → " in entry_lines[2]
+    assert "%  confidence " in entry_lines[2]
+    assert entry_lines[-1] == f'    if this is expected: mltest ack {rid} --reason "..."'
 
     code, report = check_json(project, capsys)
     assert code == 1
-    assert report["new"] == 1
-    [entry] = report["regressions"]
+    assert report["counts"]["new"] == 1
+    [entry] = report["entries"]
     assert entry["id"] == rid
-    assert (entry["kind"], entry["status"], entry["new"]) == ("regression", "open", True)
+    assert (entry["kind"], entry["status"]) == ("regression", "new")
     assert (entry["good"], entry["bad"], entry["culprit"]) == (sha(39), sha(40), sha(40))
     assert entry["commits"] == [sha(40)]
     assert pairs(entry) == {("t.py::a", "step_time"), ("t.py::a", "throughput"), ("t.py::b", "step_time")}
@@ -199,21 +237,21 @@ def test_check_sparse_runs_report_the_range_from_first_parent_history(
     record_history(project, 80, lambda i: [timing(rng, "t.py::a", 0.1 * (1.3 if i >= 42 else 1.0))], every=4)
     code, report = check_json(project, capsys)
     assert code == 1
-    [entry] = report["regressions"]
+    [entry] = report["entries"]
     assert (entry["good"], entry["bad"], entry["culprit"]) == (sha(40), sha(44), None)
     assert entry["commits"] == [sha(i) for i in (41, 42, 43, 44)]
 
-    assert cli(project, "check") == 1
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("mltest check: 1 series over 20 commits")
-    at = next(i for i, line in enumerate(lines) if line.startswith("REGRESSION"))
-    assert lines[at].endswith(f"between {sha(40)[:10]} (last good) and {sha(44)[:10]} (first bad): 4 commits")
+    code, lines = check_text(project, capsys)
+    assert code == 1
+    assert lines[0] == "mltest check: proj, branch main: 1 series over 20 commits"
+    at = next(i for i, line in enumerate(lines) if line.startswith(entry["id"]))
+    assert lines[at] == (f"{entry['id']}  between {sha(40)[:10]} (last good) and {sha(44)[:10]} (first bad): 4 commits")
     # Only the measured commit's subject is known (no git here): the others are listed by sha.
     assert lines[at + 1 : at + 5] == [
-        f"    {sha(41)[:10]}",
-        f"    {sha(42)[:10]}",
-        f"    {sha(43)[:10]}",
-        f"    {sha(44)[:10]} 'commit 44'",
+        f"      {sha(41)[:10]}",
+        f"      {sha(42)[:10]}",
+        f"      {sha(43)[:10]}",
+        f"      {sha(44)[:10]}  commit 44",
     ]
 
 
@@ -223,28 +261,26 @@ def test_check_recovered_regression_names_the_fix_and_passes(project: Path, caps
     record_history(project, 60, lambda i: [accuracy(rng, "t.py::eval", 0.88 if 30 <= i < 40 else 0.90)])
     code, report = check_json(project, capsys)
     assert code == 0
-    assert report["new"] == 0
-    [entry] = report["regressions"]
-    assert (entry["kind"], entry["status"], entry["new"], entry["culprit"]) == (
-        "regression",
-        "recovered",
-        False,
-        sha(30),
-    )
+    assert report["counts"]["new"] == 0
+    [entry] = report["entries"]
+    assert (entry["kind"], entry["status"], entry["culprit"]) == ("regression", "recovered", sha(30))
     [finding] = entry["findings"]
-    assert finding["fixed_by"] == {"good": sha(39), "bad": sha(40)}
+    assert (finding["status"], finding["fixed_after"], finding["fixed_by"]) == ("recovered", sha(39), sha(40))
     assert finding["before"] == pytest.approx(0.90, abs=0.003)
     assert finding["after"] == pytest.approx(0.88, abs=0.003)
 
-    assert cli(project, "check") == 0
-    out = capsys.readouterr().out
-    assert "0 new, 0 acknowledged, 1 recovered," in out
-    assert "REGRESSION" not in out
-    assert "(1 recovered, improvement and environment entries not shown: --all shows them)" in out
-    assert cli(project, "check", "--all") == 0
-    out = capsys.readouterr().out
-    assert f"[recovered] culprit {sha(30)[:10]} 'commit 30'" in out
-    assert f"recovered at {sha(40)[:10]}" in out
+    code, lines = check_text(project, capsys)
+    assert code == 0
+    assert lines[1].startswith("no new regressions: 0 new, 0 acknowledged, 1 recovered,")
+    assert not any("REGRESSIONS (" in line for line in lines)
+    assert "(1 recovered, improvement and environment entries not shown: --all shows them)" in lines
+    code, lines = check_text(project, capsys, "--all")
+    assert code == 0
+    assert "RECOVERED REGRESSIONS (1)" in lines
+    entry_lines = block(lines, entry["id"])
+    assert entry_lines[0] == f"{entry['id']}  culprit {sha(30)[:10]}  commit 30"
+    assert entry_lines[-1] == f"        recovered at {sha(40)[:10]}"
+    assert not any("not shown" in line for line in lines)
 
 
 def test_check_drift_of_small_steps_is_reported_once_beyond_tolerance(
@@ -255,8 +291,8 @@ def test_check_drift_of_small_steps_is_reported_once_beyond_tolerance(
     record_history(project, 80, lambda i: [timing(rng, "t.py::a", 0.1 * 1.03 ** (i // 20), sd=0.003)])
     code, report = check_json(project, capsys)
     assert code == 1
-    [entry] = report["regressions"]  # no single step is a regression
-    assert (entry["kind"], entry["status"], entry["new"]) == ("drift", "open", True)
+    [entry] = report["entries"]  # no single step is a regression
+    assert (entry["kind"], entry["status"]) == ("drift", "new")
     # From the first +3 % step (commit 20) to the one that took the total past 5 % (commit 40).
     assert (entry["good"], entry["bad"], entry["culprit"]) == (sha(19), sha(40), None)
     assert entry["commits"] == [sha(i) for i in range(20, 41)]
@@ -264,10 +300,15 @@ def test_check_drift_of_small_steps_is_reported_once_beyond_tolerance(
     assert finding["steps"] == 2
     assert finding["rel_change"] == pytest.approx(1.03**2 - 1, abs=0.01)
 
-    assert cli(project, "check") == 1
-    out = capsys.readouterr().out
-    assert f"DRIFT {entry['id']} [NEW] between {sha(19)[:10]} (last good) and {sha(40)[:10]}" in out
-    assert f"2 smaller steps: {sha(20)[:10]}, {sha(40)[:10]}" in out
+    code, lines = check_text(project, capsys)
+    assert code == 1
+    entry_lines = block(lines, entry["id"])
+    assert entry_lines[0] == (
+        f"{entry['id']}  drift  between {sha(19)[:10]} (last good) and {sha(40)[:10]} (first bad): 21 commits"
+    )
+    step = entry_lines.index("    t.py::a  [A100 x1]")
+    assert entry_lines[step + 1].startswith("      step_time  ")
+    assert entry_lines[step + 2] == f"        2 steps at {sha(20)[:10]}, {sha(40)[:10]}"
 
 
 def test_check_environment_change_is_not_blamed_on_the_commit(
@@ -282,22 +323,25 @@ def test_check_environment_change_is_not_blamed_on_the_commit(
     )
     code, report = check_json(project, capsys)
     assert code == 0
-    assert report["new"] == 0
-    [entry] = report["regressions"]
-    assert entry["kind"] == "environment"
+    assert report["counts"]["new"] == 0
+    [entry] = report["entries"]
+    assert (entry["kind"], entry["status"]) == ("environment", "open")
     assert entry["bad"] == sha(30)
     [finding] = entry["findings"]
     assert finding["kind"] == "environment"
     assert finding["note"] == "A100 x1, driver 550 -> A100 x1, driver 560"
     assert finding["rel_change"] == pytest.approx(0.2, abs=0.04)
 
-    assert cli(project, "check") == 0
-    out = capsys.readouterr().out
-    assert "0 new" in out
-    assert "1 environment change" in out
-    assert "REGRESSION" not in out
-    assert cli(project, "check", "--all") == 0
-    assert f"environment {entry['id']} " in capsys.readouterr().out
+    code, lines = check_text(project, capsys)
+    assert code == 0
+    assert lines[1] == "no new regressions: 0 new, 0 acknowledged, 0 recovered, 0 improvements, 1 environment change"
+    assert not any("REGRESSIONS (" in line for line in lines)
+    code, lines = check_text(project, capsys, "--all")
+    assert code == 0
+    assert "ENVIRONMENT CHANGES (1)" in lines
+    entry_lines = block(lines, entry["id"])
+    assert entry_lines[0] == f"{entry['id']}  culprit {sha(30)[:10]}  commit 30"
+    assert entry_lines[-1] == "        A100 x1, driver 550 -> A100 x1, driver 560"
 
 
 def test_check_improvement_passes(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -305,13 +349,17 @@ def test_check_improvement_passes(project: Path, capsys: pytest.CaptureFixture[s
     record_history(project, 60, lambda i: [timing(rng, "t.py::a", 0.1 * (0.7 if i >= 30 else 1.0))])
     code, report = check_json(project, capsys)
     assert code == 0
-    [entry] = report["regressions"]
-    assert (entry["kind"], entry["new"], entry["culprit"]) == ("improvement", False, sha(30))
+    [entry] = report["entries"]
+    assert (entry["kind"], entry["status"], entry["culprit"]) == ("improvement", "open", sha(30))
     assert entry["findings"][0]["rel_change"] == pytest.approx(-0.3, abs=0.03)
-    assert cli(project, "check") == 0
-    out = capsys.readouterr().out
-    assert "0 new" in out
-    assert "1 improvement, 0 environment changes" in out
+    code, lines = check_text(project, capsys)
+    assert code == 0
+    assert lines[1] == "no new regressions: 0 new, 0 acknowledged, 0 recovered, 1 improvement, 0 environment changes"
+    code, lines = check_text(project, capsys, "--all")
+    assert code == 0
+    assert "IMPROVEMENTS (1)" in lines
+    row = block(lines, entry["id"])[2]
+    assert re.fullmatch(r" {6}step_time  \d+(\.\d+)? ms → \d+(\.\d+)? ms +-[23]\d\.\d%  confidence >?\d+\.\d%", row)
 
 
 def test_check_branch_filter_ignores_other_branches(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -324,21 +372,22 @@ def test_check_branch_filter_ignores_other_branches(project: Path, capsys: pytes
         branch="feature",
         base=main_chain[:31],
     )
-    assert cli(project, "check", "--branch", "main") == 0
-    out = capsys.readouterr().out
-    assert out.startswith("mltest check: 1 series over 40 commits (branch main): 0 new")
+    code, lines = check_text(project, capsys, "--branch", "main")
+    assert code == 0
+    assert lines[:2] == ["mltest check: proj, branch main: 1 series over 40 commits", lines[1]]
+    assert lines[1].startswith("no new regressions: 0 new")
     # The feature branch itself does have the regression.
     code, report = check_json(project, capsys, "--branch", "feature")
     assert code == 1
     assert report["branch"] == "feature"
-    [entry] = report["regressions"]
+    [entry] = report["entries"]
     assert entry["culprit"] == sha(20, "feature")
 
 
 def test_check_of_an_empty_store_passes_and_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(project, "check") == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith("mltest check: 0 series over 0 commits")
+    assert captured.out.startswith("mltest check: proj, branch main: 0 series over 0 commits\nno new regressions")
     assert "nothing recorded in sqlite:///results.db yet" in captured.err
 
 
@@ -390,7 +439,7 @@ def test_check_skips_metrics_of_unknown_direction(
     if configured:
         assert code == 1  # halving a higher-is-better metric
         assert skipped not in out
-        assert f"culprit {sha(30)[:10]} 'commit 30'" in out
+        assert f"  culprit {sha(30)[:10]}  commit 30" in out
     else:
         assert code == 0
         assert skipped in out.splitlines()
@@ -429,13 +478,98 @@ def test_check_refuses_a_store_of_a_newer_schema(project: Path, capsys: pytest.C
         engine.dispose()
 
 
+class _Terminal(io.StringIO):
+    """A stdout that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_check_prints_the_report_of_mltest_report(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One model, one terminal renderer: ``mltest check`` prints ``render_text`` of the report model
+    (titled ``mltest check``) and, with ``--json``, ``render_json`` of it."""
+    for name in list(os.environ):
+        if name.startswith(("GITHUB_", "CI_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr("mltest.cli.report_cmd.utc_now", lambda: "2026-02-01T00:00:00+00:00")
+    write_config(project, "[tool.mltest.metrics.accuracy]\ntolerance_abs = 0.005\n")
+    rng = np.random.default_rng(3)
+    step = _step_at_40(rng)
+    record_history(project, 60, lambda i: [*step(i), accuracy(rng, "t.py::eval", 0.88 if 10 <= i < 20 else 0.90)])
+    settings = load_settings(project, environ={})
+    store = open_store(settings.store_url, root=project)
+    try:
+        analysis = analyze(settings, store, branch="main")
+        report = build_report(settings, store, analysis)
+    finally:
+        store.close()
+    assert [e.status for e in report.entries] == ["new", "recovered"]
+
+    assert cli(project, "check") == 1
+    out = capsys.readouterr().out
+    assert out == render_text(report, title="mltest check", width=240, show_all=False)
+    assert "RECOVERED" not in out
+    assert cli(project, "check", "--all") == 1
+    out = capsys.readouterr().out
+    assert out == render_text(report, title="mltest check", width=240)
+    assert "RECOVERED REGRESSIONS (1)" in out
+    assert cli(project, "check", "--json") == 1
+    assert capsys.readouterr().out == render_json(report)
+    assert cli(project, "report", "--format", "json") == 0
+    assert capsys.readouterr().out == render_json(report)
+    assert any(s.change_points for s in report.series)
+    assert cli(project, "report") == 0
+    assert capsys.readouterr().out == render_text(report, width=240)
+
+
+def test_check_colours_a_terminal_unless_no_color(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record_history(project, 60, _step_at_40(np.random.default_rng(1)))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("COLUMNS", "90")  # the terminal's width (shutil.get_terminal_size reads it first)
+
+    def run(*args: str) -> tuple[int, str]:
+        tty = _Terminal()
+        monkeypatch.setattr(sys, "stdout", tty)
+        code = cli(project, "check", *args)
+        monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+        return code, tty.getvalue()
+
+    code, out = run()
+    assert code == 1
+    assert "\x1b[1;31mNEW REGRESSIONS (1)\x1b[0m" in out.splitlines()
+    assert "\x1b[1;31m1 new regression\x1b[0m" in out
+    assert max(len(SGR.sub("", line)) for line in out.splitlines()) <= 90
+    code, out = run("--json")
+    assert code == 1
+    assert "\x1b" not in out
+    assert json.loads(out)["counts"]["new"] == 1
+    monkeypatch.setenv("NO_COLOR", "1")
+    code, out = run()
+    assert code == 1
+    assert "\x1b" not in out
+    assert "NEW REGRESSIONS (1)" in out.splitlines()
+
+
+def test_terminal_colour_and_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "132")
+    assert terminal(io.StringIO(), {}) == (False, 240)  # a file or a CI log: wide, plain
+    assert terminal(_Terminal(), {}) == (True, 132)
+    assert terminal(_Terminal(), {"NO_COLOR": "1"}) == (False, 132)
+    assert terminal(_Terminal(), {"NO_COLOR": ""}) == (True, 132)  # empty is unset (no-color.org)
+
+
 # ----------------------------------------------------------------------------- ack
 
 
 def test_ack_makes_check_pass_and_survives_reopening(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     record_history(project, 60, _step_at_40(np.random.default_rng(1)))
     _, report = check_json(project, capsys)
-    rid = report["regressions"][0]["id"]
+    rid = report["entries"][0]["id"]
 
     assert cli(project, "ack", rid, "--reason", "bigger model", "--by", "alice") == 0
     assert capsys.readouterr().out == f"acknowledged {rid} (REGRESSION at {sha(40)[:10]}): bigger model\n"
@@ -447,16 +581,18 @@ def test_ack_makes_check_pass_and_survives_reopening(project: Path, capsys: pyte
         store.close()
     assert (ack.target, ack.reason, ack.who) == (rid, "bigger model", "alice")
 
-    assert cli(project, "check") == 0
-    out = capsys.readouterr().out
-    assert "0 new, 1 acknowledged," in out
-    assert f"REGRESSION {rid} [acknowledged] culprit {sha(40)[:10]} 'commit 40'" in out
-    assert f"  acknowledged: bigger model (alice, {ack.at[:10]})" in out
-    assert "mltest ack" not in out
+    code, lines = check_text(project, capsys)
+    assert code == 0
+    assert lines[1].startswith("no new regressions: 0 new, 1 acknowledged,")
+    assert "ACKNOWLEDGED REGRESSIONS (1)" in lines
+    entry_lines = block(lines, rid)
+    assert entry_lines[0] == f"{rid}  culprit {sha(40)[:10]}  commit 40"
+    assert entry_lines[-1] == f"    acknowledged: bigger model (alice, {ack.at[:10]})"
+    assert not any("mltest ack" in line for line in lines)
     code, report = check_json(project, capsys)
     assert code == 0
-    [entry] = report["regressions"]
-    assert (entry["new"], entry["status"]) == (False, "open")
+    [entry] = report["entries"]
+    assert entry["status"] == "acknowledged"
     assert entry["acknowledged"].startswith("bigger model (alice, ")
 
 
@@ -464,15 +600,15 @@ def test_ack_of_the_finding_of_a_single_finding_entry(project: Path, capsys: pyt
     rng = np.random.default_rng(12)
     record_history(project, 50, lambda i: [timing(rng, "t.py::a", 0.1 * (1.3 if i >= 25 else 1.0))])
     _, report = check_json(project, capsys)
-    [entry] = report["regressions"]
+    [entry] = report["entries"]
     [finding] = entry["findings"]
     assert finding["id"].startswith("f-")
     assert cli(project, "ack", finding["id"], "--reason", "expected", "--by", "bob") == 0
     assert capsys.readouterr().out.startswith(f"acknowledged {finding['id']} (REGRESSION at {sha(25)[:10]})")
-    assert cli(project, "check") == 0
-    out = capsys.readouterr().out
-    assert f"REGRESSION {entry['id']} [acknowledged]" in out
-    assert "acknowledged: expected (bob, " in out
+    code, lines = check_text(project, capsys)
+    assert code == 0
+    assert "ACKNOWLEDGED REGRESSIONS (1)" in lines
+    assert block(lines, entry["id"])[-1].startswith("    acknowledged: expected (bob, ")
 
 
 def test_ack_of_one_finding_of_a_group_leaves_the_entry_failing(
@@ -481,23 +617,25 @@ def test_ack_of_one_finding_of_a_group_leaves_the_entry_failing(
     """An entry is acknowledged when it, or every one of its findings, is."""
     record_history(project, 60, _step_at_40(np.random.default_rng(1)))
     _, report = check_json(project, capsys)
-    [entry] = report["regressions"]
+    [entry] = report["entries"]
     first, *rest = (f["id"] for f in entry["findings"])
     assert cli(project, "ack", first, "--reason", "expected", "--by", "bob") == 0
     capsys.readouterr()
-    assert cli(project, "check") == 1
-    assert "[NEW]" in capsys.readouterr().out
+    code, lines = check_text(project, capsys)
+    assert code == 1
+    assert lines[lines.index("NEW REGRESSIONS (1)") + 2].startswith(entry["id"])
     for fid in rest:
         assert cli(project, "ack", fid, "--reason", "expected", "--by", "bob") == 0
     capsys.readouterr()
-    assert cli(project, "check") == 0
-    assert f"{entry['id']} [acknowledged]" in capsys.readouterr().out
+    code, lines = check_text(project, capsys)
+    assert code == 0
+    assert lines[lines.index("ACKNOWLEDGED REGRESSIONS (1)") + 2].startswith(entry["id"])
 
 
 def test_ack_unknown_id_lists_the_open_ones(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     record_history(project, 60, _step_at_40(np.random.default_rng(1)))
     _, report = check_json(project, capsys)
-    rid = report["regressions"][0]["id"]
+    rid = report["entries"][0]["id"]
     assert cli(project, "ack", "r-nope", "--reason", "bigger model") == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -508,7 +646,7 @@ def test_ack_unknown_id_lists_the_open_ones(project: Path, capsys: pytest.Captur
 def test_ack_needs_a_reason(project: Path, capsys: pytest.CaptureFixture[str], reason: str) -> None:
     record_history(project, 60, _step_at_40(np.random.default_rng(1)))
     _, report = check_json(project, capsys)
-    rid = report["regressions"][0]["id"]
+    rid = report["entries"][0]["id"]
     assert cli(project, "ack", rid, "--reason", reason) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -527,7 +665,7 @@ def test_ack_survives_new_points_inside_the_acknowledged_range(
 
     chain = record_history(project, 60, measure, every=4)
     _, report = check_json(project, capsys)
-    rid = report["regressions"][0]["id"]
+    rid = report["entries"][0]["id"]
     assert cli(project, "ack", rid, "--reason", "bigger model", "--by", "alice") == 0
     assert cli(project, "check") == 0
     # A bisect measures commits 41 and 42 inside the acknowledged range 40..44.

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_detect_cli import PROJECT, accuracy, cli, record_history, sha, timing, write_config
+from test_detect_cli import PROJECT, T0, accuracy, cli, environment, record_history, sha, timing, write_config
 from webhookserver import webhook_receiver
 
 from mltest.cli.detect_cmds import analyze
 from mltest.cli.report_cmd import build_report, commit_url, repo_url_from, series_key
 from mltest.config import Settings, load_settings
 from mltest.errors import ConfigError
+from mltest.model import Commit, Run
 from mltest.store import open_store
 
 
@@ -99,6 +101,52 @@ def test_the_model_orders_entries_and_series_and_links_commits(project: Path) ->
     assert not quiet.regressed
     assert quiet.findings == ()
     assert quiet.change_points == ()
+
+
+def _ci_run(root: Path, i: int, ci_url: str | None) -> None:
+    """A run at commit ``i`` (after the 60 of ``_history``) that CI recorded, with its job's URL."""
+    store = open_store(f"sqlite:///{root}/results.db", root=root)
+    try:
+        when = (T0 + timedelta(hours=i)).isoformat()
+        ancestry = tuple(sha(j) for j in reversed(range(i)))
+        commit = Commit(
+            sha(i), "main", parents=ancestry[:1], subject=f"commit {i}", committed_at=when, ancestry=ancestry
+        )
+        run = Run(f"main-{i}", PROJECT, "integration", commit, environment(), started_at=when, ci_url=ci_url)
+        store.begin_run(run)
+        store.add_results(run.run_id, [], [timing(np.random.default_rng(i), "t.py::b", 0.2)])
+        store.finish_run(run.run_id, "passed", when)
+    finally:
+        store.close()
+
+
+def test_the_ci_job_of_the_newest_run_is_in_the_report(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _history(project)
+    assert _report(project).ci_url is None  # runs recorded outside CI
+    _ci_run(project, 60, "https://ci:t0ken@ci.example/acme/model/-/jobs/60")
+    report = _report(project)
+    assert report.ci_url == "https://ci.example/acme/model/-/jobs/60"  # credentials never reach a link
+    assert cli(project, "report") == 0
+    assert "CI job: https://ci.example/acme/model/-/jobs/60" in capsys.readouterr().out.splitlines()
+    assert cli(project, "report", "--format", "markdown") == 0
+    assert "[CI job](https://ci.example/acme/model/-/jobs/60)" in capsys.readouterr().out
+    assert cli(project, "check", "--json") == 1
+    assert json.loads(capsys.readouterr().out)["ci_url"] == "https://ci.example/acme/model/-/jobs/60"
+    # Only the newest run counts, and only an http(s) URL.
+    _ci_run(project, 61, "javascript:alert(1)")
+    assert _report(project).ci_url is None
+
+
+def test_drift_steps_reach_the_model(project: Path) -> None:
+    write_config(
+        project, 'repo_url = "https://github.com/acme/model"\n[tool.mltest.metrics.step_time]\ntolerance = 0.05\n'
+    )
+    rng = np.random.default_rng(4)
+    record_history(project, 80, lambda i: [timing(rng, "t.py::a", 0.1 * 1.03 ** (i // 20), sd=0.003)])
+    [entry] = _report(project).entries
+    [finding] = entry.findings
+    assert (entry.kind, finding.steps) == ("drift", 2)
+    assert finding.note == f"steps at {sha(20)[:10]}, {sha(40)[:10]}"
 
 
 def test_since_starts_the_history_at_a_commit_or_a_date(project: Path) -> None:

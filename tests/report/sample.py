@@ -3,11 +3,13 @@
 ``sample_report()`` is a small, realistic report: 12 commits, one new regression (step time and
 throughput at one culprit), one acknowledged accuracy drop over a two-commit range, one recovered
 regression, one improvement and one environment change, plus unaffected series. ``hostile=True``
-puts hostile text in every user-controlled field. ``big_report(series, commits)`` scales it up.
+puts hostile text in every user-controlled field; ``ci_url`` names the CI job of the newest run.
+``with_drift(report)`` adds a new drift (two steps) first. ``big_report(series, commits)`` scales it up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -89,10 +91,13 @@ def _finding(
         commits=commits,
         fixed_by=sha(fixed_by) if fixed_by is not None else None,
         series_key=series_key(test, metric, env),
+        fixed_after=sha(fixed_by - 1) if fixed_by is not None else None,
     )
 
 
-def sample_report(*, hostile: bool = False, repo_url: str | None = "https://github.com/acme/model") -> Report:
+def sample_report(
+    *, hostile: bool = False, repo_url: str | None = "https://github.com/acme/model", ci_url: str | None = None
+) -> Report:
     env = "A100-SXM4-80GB x1" if not hostile else "A100 <b>x1</b> | `env`"
     train = "tests/test_train.py::test_training" if not hostile else HOSTILE_TEST
     step = "step_time" if not hostile else HOSTILE_METRIC
@@ -237,7 +242,18 @@ def sample_report(*, hostile: bool = False, repo_url: str | None = "https://gith
         series=series,
         repo_url=repo_url,
         undirected=("foo_metric",),
+        ci_url=ci_url,
     )
+
+
+def with_drift(report: Report) -> Report:
+    """``report`` with a new drift entry first: step time up 6 % in two 3 % steps (commits 2 and 8)."""
+    f = _finding(
+        "f-drift", "drift", "tests/test_train.py::test_step", "step_time", "A100-SXM4-80GB x1", 0.1, 0.106,
+        unit="s", higher=False, good=1, bad=8,
+    )  # fmt: skip
+    f = dataclasses.replace(f, steps=2, note=f"steps at {sha(2)[:10]}, {sha(8)[:10]}")
+    return dataclasses.replace(report, entries=(EntryView("r-drift", "drift", "new", (f,)), *report.entries))
 
 
 def big_report(series: int, commits: int) -> Report:

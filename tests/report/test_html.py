@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from htmltree import Node, TreeBuilder
-from sample import HOSTILE_METRIC, HOSTILE_SUBJECT, HOSTILE_TEST, big_report, sample_report
+from sample import HOSTILE_METRIC, HOSTILE_SUBJECT, HOSTILE_TEST, big_report, sample_report, sha, with_drift
 
 from mltest.report.html import _CSS, _JS, clean_text, fmt_value, render_html, safe_url
 from mltest.report.model import Report
@@ -72,6 +72,17 @@ def test_header_states_project_branch_store_and_counts(doc: Node) -> None:
     counts = [" ".join(li.text().split()) for li in header.all("li") if "count" in li.classes]
     assert counts == ["1 new", "1 acknowledged", "1 recovered", "1 improvements", "1 environment changes"]
     assert "foo_metric" in text  # the metrics skipped for lack of a direction
+
+
+def test_drift_steps_and_ci_job_link() -> None:
+    doc = parse(render_html(with_drift(sample_report(ci_url="https://ci.example/job/7?x=<b>")))).root
+    (header,) = doc.all("header")
+    [link] = [a for a in header.all("a") if a.text() == "https://ci.example/job/7?x=<b>"]
+    assert link.attrs["href"] == "https://ci.example/job/7?x=<b>"  # attribute-escaped in the source
+    notes = [" ".join(n.text().split()) for n in doc.all("span") if "note" in n.classes]
+    assert f"2 steps at {sha(2)[:10]}, {sha(8)[:10]}" in notes
+    plain = parse(render_html(sample_report(ci_url="javascript:alert(1)"))).root
+    assert "CI job" not in plain.all("header")[0].text()
 
 
 def test_index_lists_entries_in_report_order(sample: Report, doc: Node) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sample import big_report, sample_report, sha
+from sample import big_report, sample_report, sha, with_drift
 
 from mltest.report.jsonout import render_json, report_data, report_schema
 from mltest.report.model import REPORT_SCHEMA_VERSION, Report
@@ -36,6 +36,7 @@ REPORTS = {
     "no-repo": lambda: sample_report(repo_url=None),
     "nonfinite": lambda: with_nonfinite(sample_report()),
     "big": lambda: big_report(30, 20),
+    "drift-ci": lambda: with_drift(sample_report(ci_url="https://github.com/acme/model/actions/runs/42")),
     "empty": lambda: dataclasses.replace(sample_report(), entries=(), series=(), commits=()),
 }
 
@@ -75,6 +76,7 @@ def test_sample_fields() -> None:
         "generated_at",
         "store",
         "repo_url",
+        "ci_url",
         "since",
         "counts",
         "entries",
@@ -112,7 +114,11 @@ def test_sample_fields() -> None:
     assert ack["culprit"] is None
     assert ack["commits"] == [sha(8), sha(9)]
     assert ack["acknowledged"] == "bigger eval set, expected (alice, 2026-11-10)"
-    assert data["entries"][2]["findings"][0]["fixed_by"] == sha(5)
+    recovered = data["entries"][2]["findings"][0]
+    assert (recovered["fixed_after"], recovered["fixed_by"]) == (sha(4), sha(5))
+    assert step["steps"] == 1
+    assert step["fixed_after"] is None
+    assert data["ci_url"] is None
 
     series = data["series"][0]
     assert series["key"] == report.series[0].key
@@ -138,6 +144,17 @@ def test_sample_fields() -> None:
         "position": 6,
     }
     assert data["undirected"] == ["foo_metric"]
+
+
+def test_drift_steps_and_ci_url() -> None:
+    data = json.loads(render_json(with_drift(sample_report(ci_url="https://ci.example/job/7"))))
+    assert data["ci_url"] == "https://ci.example/job/7"
+    drift = data["entries"][0]
+    assert (drift["kind"], drift["status"]) == ("drift", "new")
+    [finding] = drift["findings"]
+    assert finding["steps"] == 2
+    assert finding["note"] == f"steps at {sha(2)[:10]}, {sha(8)[:10]}"
+    assert data["counts"]["new"] == 2
 
 
 def test_nonfinite_numbers_are_null() -> None:
@@ -223,6 +240,7 @@ def test_structure_matches_schema(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(REPORTS))
 def test_validates_against_schema(name: str) -> None:
     import jsonschema  # a test dependency (pyproject: test extra): never skipped
+
     schema = report_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     data = json.loads(render_json(REPORTS[name]()))
@@ -233,6 +251,7 @@ def test_validates_against_schema(name: str) -> None:
 
 def test_schema_rejects_wrong_documents() -> None:
     import jsonschema  # a test dependency (pyproject: test extra): never skipped
+
     validator = jsonschema.Draft202012Validator(strict(report_schema()))
     good = json.loads(render_json(sample_report()))
     assert validator.is_valid(good)
@@ -244,6 +263,9 @@ def test_schema_rejects_wrong_documents() -> None:
         lambda d: d["series"][0]["points"][0].pop("sha"),
         lambda d: d["commits"][0].update(position=-2),
         lambda d: d["entries"][0].update(extra=1),
+        lambda d: d["entries"][0]["findings"][0].update(steps=0),
+        lambda d: d["entries"][0]["findings"][0].pop("steps"),
+        lambda d: d.pop("ci_url"),
     ]
     for mutate in mutations:
         bad = copy.deepcopy(good)

@@ -7,7 +7,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from sample import HOSTILE_METRIC, HOSTILE_SUBJECT, HOSTILE_TEST, big_report, sample_report, sha
+from sample import HOSTILE_METRIC, HOSTILE_SUBJECT, HOSTILE_TEST, big_report, sample_report, sha, with_drift
 
 from mltest.report.markdown import MIN_CHARS, md_text, render_markdown
 from mltest.report.model import EntryView, Report
@@ -138,6 +138,17 @@ def test_only_acknowledged_is_green() -> None:
     text = render_markdown(report, title="Benchmarks")
     assert text.startswith("## Benchmarks\n")
     assert "✅ **no new regressions**: 0 new, 1 acknowledged" in text
+
+
+def test_drift_steps_and_ci_job_link() -> None:
+    text = render_markdown(with_drift(sample_report(ci_url="https://github.com/acme/model/actions/runs/42")))
+    meta = next(line for line in text.splitlines() if line.startswith("<sub>"))
+    assert meta.endswith(" · [CI job](https://github.com/acme/model/actions/runs/42)</sub>")
+    row = next(line for line in text.splitlines() if line.startswith("| <code>tests/test\\_train.py\\:\\:test\\_step"))
+    assert row.endswith(f"| 2 steps at {sha(2)[:10]}, {sha(8)[:10]} |")
+    # Only an http(s) CI URL becomes a link; another is not shown at all.
+    assert "CI job" not in render_markdown(sample_report(ci_url="javascript:alert(1)"))
+    assert "CI job" not in render_markdown(sample_report())
 
 
 def test_without_repository_url_no_links() -> None:
