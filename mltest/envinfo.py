@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mltest.model import Environment
 
-__all__ = ["capture_environment", "container_image", "nvidia_smi"]
+__all__ = ["capture_environment", "container_image", "nvidia_smi", "torch_facts"]
 
 
 def _cpu_model() -> str:
@@ -68,7 +68,11 @@ def container_image(environ: Mapping[str, str]) -> str | None:
     return f"container:{match.group(1)[:12]}" if match else "container"
 
 
-def _torch_facts(import_torch: bool) -> dict[str, object]:
+def torch_facts(import_torch: bool) -> dict[str, object]:
+    """What torch says about itself and the GPUs (JSON-safe values); {} when torch is not installed.
+
+    Without ``import_torch``, torch is not imported: only its version is read, unless another part
+    of this process has imported it already."""
     if importlib.util.find_spec("torch") is None:
         return {}
     if not import_torch and "torch" not in sys.modules:
@@ -95,13 +99,16 @@ def capture_environment(
     environ: Mapping[str, str] | None = None,
     *,
     import_torch: bool = True,
+    torch: Mapping[str, object] | None = None,
 ) -> Environment:
+    """The environment of this run. ``torch``: :func:`torch_facts` as another process (the one that
+    runs the tests) found them; None: ask torch here, importing it only with ``import_torch``."""
     environ = os.environ if environ is None else environ
     try:
         mltest_version = importlib.metadata.version("mltest")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source tree not installed
         mltest_version = "0+unknown"
-    facts = _torch_facts(import_torch)
+    facts = dict(torch) if torch is not None else torch_facts(import_torch)
     # nvidia-smi when torch did not look (not installed, or not imported to save seconds) or saw GPUs
     smi = nvidia_smi("name,driver_version") if facts.get("gpu_count") or "gpu_count" not in facts else []
     gpu_count = int(facts.get("gpu_count") or len(smi))  # type: ignore[call-overload]

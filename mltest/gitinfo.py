@@ -24,6 +24,7 @@ __all__ = [
 
 ANCESTRY_DEPTH = 200
 _SEP = "\x1f"
+_LOG_FORMAT = "%H%x1f%P%x1f%an <%ae>%x1f%aI%x1f%cI%x1f%s"
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,32 @@ class CommitInfo:
     """Things the user should know (not in git, shallow clone, ...), one line each."""
 
 
-def _git(cwd: Path, *args: str) -> str | None:
+def _start_git(cwd: Path, *args: str) -> subprocess.Popen[bytes] | None:
+    """Start ``git ARGS`` in ``cwd`` (None: git cannot be started); :func:`_output` collects it."""
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
+        return subprocess.Popen(
+            ["git", *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+    except OSError:
+        return None
+
+
+def _output(proc: subprocess.Popen[bytes] | None) -> str | None:
+    """What a started git command printed, stripped; None when it failed or ran 30 s."""
+    if proc is None:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.SubprocessError:
+        proc.kill()
+        proc.communicate()
         return None
     # Decoded by hand: text mode would turn a \r inside a commit subject into a line break.
-    return proc.stdout.decode("utf-8", "replace").strip() if proc.returncode == 0 else None
+    return out.decode("utf-8", "replace").strip() if proc.returncode == 0 else None
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    return _output(_start_git(cwd, *args))
 
 
 def is_pull_request(environ: Mapping[str, str]) -> bool:
@@ -115,8 +135,20 @@ def first_parent_range(cwd: Path, good: str, bad: str) -> list[str] | None:
 
 
 def current_commit(cwd: Path, environ: Mapping[str, str]) -> CommitInfo:
-    """The commit checked out in ``cwd``, its branch, parents and first-parent ancestry."""
-    line = _git(cwd, "log", "-1", f"--format=%H{_SEP}%P{_SEP}%an <%ae>{_SEP}%aI{_SEP}%cI{_SEP}%s", "HEAD")
+    """The commit checked out in ``cwd``, its branch, parents and first-parent ancestry.
+
+    Two git processes, run at the same time: ``git log`` of the first-parent chain (HEAD's details,
+    then the shas of its ancestry) and ``git rev-parse`` for shallowness and the branch.
+    """
+    log = _start_git(
+        cwd, "log", "-z", "--first-parent", f"--max-count={ANCESTRY_DEPTH + 1}", f"--format={_LOG_FORMAT}", "HEAD"
+    )
+    # --abbrev-ref=loose shortens the branch exactly as `git symbolic-ref --short` does; detached: "HEAD".
+    head = _start_git(cwd, "rev-parse", "--is-shallow-repository", "--abbrev-ref=loose", "HEAD")
+    out, head_out = _output(log), _output(head)
+    # NUL ends each commit (git refuses a NUL in a commit message); the first is HEAD.
+    records = [r for r in (out or "").split("\0") if r.strip()]
+    line = records[0].strip() if records else None
     if line is None or _SEP not in line:
         ci = _from_ci(environ)
         if ci is not None:
@@ -126,12 +158,13 @@ def current_commit(cwd: Path, environ: Mapping[str, str]) -> CommitInfo:
             ("not in a git checkout and no CI commit variables: results are recorded against commit 'unknown'",),
         )
     sha, parents, author, authored_at, committed_at, subject = line.split(_SEP, 5)
+    shallow_text, _, ref = (head_out or "").partition("\n")
     notes: list[str] = []
-    branch = _ci_branch(environ) or _git(cwd, "symbolic-ref", "--short", "-q", "HEAD") or None
+    branch = _ci_branch(environ) or (ref.strip() if ref.strip() not in ("", "HEAD") else None)
     if branch is None:
         notes.append(f"detached HEAD at {sha[:10]} and no CI branch variable: the branch is recorded as unknown")
-    shallow = _git(cwd, "rev-parse", "--is-shallow-repository") == "true"
-    chain = (_git(cwd, "rev-list", "--first-parent", f"--max-count={ANCESTRY_DEPTH + 1}", "HEAD") or "").split()
+    shallow = shallow_text.strip() == "true"
+    chain = [r.strip().split(_SEP, 1)[0] for r in records]
     if shallow and not parents:
         notes.append("shallow clone: the parent of this commit is not known here; ordering uses recorded history")
     return CommitInfo(

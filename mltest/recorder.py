@@ -30,14 +30,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mltest.config import Settings
 from mltest.envinfo import capture_environment
 from mltest.errors import BackendUnavailable, RecordError, StoreError
 from mltest.gitinfo import ci_run_url, current_commit
 from mltest.model import Commit, Environment, Measurement, MetricSpec, Run, RunStatus, TestResult, utc_now
 from mltest.store import Store, open_store
+
+if TYPE_CHECKING:  # the store writer imports this module, and needs no settings
+    from mltest.config import Settings
 
 __all__ = [
     "NoisyTimingWarning",
@@ -46,10 +48,16 @@ __all__ = [
     "TimingStats",
     "infer_direction",
     "new_run_id",
+    "open_recovered",
     "open_run",
+    "read_journal",
     "reap_dead_runs",
     "recording",
     "recover_spool",
+    "replay_journal",
+    "run_from_json",
+    "run_to_json",
+    "spool_path",
 ]
 
 NOISE_LIMIT = 0.1
@@ -396,11 +404,13 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def _run_to_json(run: Run) -> dict[str, Any]:
+def run_to_json(run: Run) -> dict[str, Any]:
+    """A run as the journal's first line holds it (JSON-safe)."""
     return dataclasses.asdict(run)
 
 
-def _run_from_json(data: dict[str, Any]) -> Run:
+def run_from_json(data: dict[str, Any]) -> Run:
+    """The inverse of :func:`run_to_json`."""
     commit = data["commit"]
     env = data["environment"]
     return Run(
@@ -447,7 +457,10 @@ class RunRecorder:
         flush_measured_seconds: float = 0.1,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         offline_seconds: float = OFFLINE_SECONDS,
+        journal: bool = True,
     ) -> None:
+        """``journal=False``: another process writes the journal at ``journal_path`` (the pytest session,
+        when this recorder runs in its store writer); this one only removes it once the run is stored."""
         self.store = store
         self.run = run
         self.spool_dir = spool_dir
@@ -459,6 +472,7 @@ class RunRecorder:
         self._pending_measurements: list[Measurement] = []
         self._last_flush = time.monotonic()
         self._journal: Any = None
+        self._journaling = journal
         self.tests = 0
         self.measurement_count = 0
         self.store_errors: list[str] = []
@@ -474,9 +488,10 @@ class RunRecorder:
         self._finished = False
 
     def begin(self) -> None:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
-        self._write({"type": "run", "run": _run_to_json(self.run)})
+        if self._journaling:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
+            self._write({"type": "run", "run": run_to_json(self.run)})
         self._send(lambda: self.store.begin_run(self.run))
 
     def _send(self, write: Callable[[], None]) -> None:
@@ -497,6 +512,8 @@ class RunRecorder:
                 return
 
     def _write(self, entry: dict[str, Any]) -> None:
+        if not self._journaling:
+            return
         self._journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
         self._journal.flush()  # in the OS page cache now: a kill -9 of this process cannot lose it
 
@@ -505,13 +522,14 @@ class RunRecorder:
             self._add_test(result, measurements)
 
     def _add_test(self, result: TestResult, measurements: Sequence[Measurement]) -> None:
-        self._write(
-            {
-                "type": "test",
-                "result": dataclasses.asdict(result),
-                "measurements": [dataclasses.asdict(m) for m in measurements],
-            }
-        )
+        if self._journaling:
+            self._write(
+                {
+                    "type": "test",
+                    "result": dataclasses.asdict(result),
+                    "measurements": [dataclasses.asdict(m) for m in measurements],
+                }
+            )
         self.tests += 1
         self.measurement_count += len(measurements)
         self._pending_results.append(result)
@@ -539,6 +557,11 @@ class RunRecorder:
             except Exception as exc:  # a thread must not die with an exception; the journal has the records
                 self.store_errors.append(f"{type(exc).__name__}: {exc}")
 
+    @property
+    def pending(self) -> int:
+        """Test results not yet sent to the store."""
+        return len(self._pending_results)
+
     def flush(self, *, raise_errors: bool = True) -> None:
         with self._lock:
             self._flush(raise_errors)
@@ -560,26 +583,61 @@ class RunRecorder:
         self._pending_measurements = []
         self._last_flush = time.monotonic()
 
-    def finish(self, status: RunStatus) -> None:
+    def finish(self, status: RunStatus, finished_at: str | None = None) -> None:
+        """Send what is pending and mark the run finished (``finished_at``: now), then remove the journal.
+        Raises :class:`StoreError` when the store cannot take it; the journal then stays."""
         with self._lock:
             self._finished = True
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._finish(status)
+            self._finish(status, finished_at or utc_now())
 
-    def _finish(self, status: RunStatus) -> None:
-        finished_at = utc_now()
+    def _finish(self, status: RunStatus, finished_at: str) -> None:
         self._write({"type": "finish", "status": status, "finished_at": finished_at})
         try:
             self.flush()
             self._send(lambda: self.store.finish_run(self.run.run_id, status, finished_at))
         finally:
-            self._journal.close()  # on a store error the journal stays, for `mltest sync`
+            if self._journal is not None:
+                self._journal.close()  # on a store error the journal stays, for `mltest sync`
         self.journal_path.unlink(missing_ok=True)
         # Everything is in the store now: earlier failures cost nothing, and no record waits for a sync.
         self.recovered_errors.extend(self.store_errors)
         self.store_errors.clear()
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The whole entries of a journal, in order: a line cut by a kill ends the list."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut by the kill: everything before it is whole
+    return entries
+
+
+def replay_journal(store: Store, entries: Sequence[dict[str, Any]]) -> str | None:
+    """Write a journal's run into ``store`` (idempotent upserts), finished with the journal's status, or
+    aborted when it has none. Returns the run id; None when the entries do not start with a run."""
+    if not entries or entries[0].get("type") != "run":
+        return None
+    run = run_from_json(entries[0]["run"])
+    store.begin_run(run)
+    results = [TestResult(**e["result"]) for e in entries if e["type"] == "test"]
+    measurements = [_measurement_from_json(m) for e in entries if e["type"] == "test" for m in e["measurements"]]
+    store.add_results(run.run_id, results, measurements)
+    finish = next((e for e in entries if e["type"] == "finish"), None)
+    if finish is not None:
+        store.finish_run(run.run_id, finish["status"], finish["finished_at"])
+    else:
+        store.mark_aborted([run.run_id], utc_now())
+    return run.run_id
 
 
 def recover_spool(store: Store, spool_dir: Path) -> list[str]:
@@ -591,32 +649,16 @@ def recover_spool(store: Store, spool_dir: Path) -> list[str]:
         return []
     replayed = []
     for path in sorted(spool_dir.glob("*.jsonl")):
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            continue
-        entries = []
-        for line in lines:
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut by the kill: everything before it is whole
+        entries = read_journal(path)
         if not entries or entries[0].get("type") != "run":
             continue
-        run = _run_from_json(entries[0]["run"])
-        if _alive(run.hostname, run.pid):
+        run = entries[0]["run"]
+        if _alive(run.get("hostname"), run.get("pid")):
             continue
-        store.begin_run(run)
-        results = [TestResult(**e["result"]) for e in entries if e["type"] == "test"]
-        measurements = [_measurement_from_json(m) for e in entries if e["type"] == "test" for m in e["measurements"]]
-        store.add_results(run.run_id, results, measurements)
-        finish = next((e for e in entries if e["type"] == "finish"), None)
-        if finish is not None:
-            store.finish_run(run.run_id, finish["status"], finish["finished_at"])
-        else:
-            store.mark_aborted([run.run_id], utc_now())
+        run_id = replay_journal(store, entries)
         path.unlink(missing_ok=True)
-        replayed.append(run.run_id)
+        if run_id is not None:
+            replayed.append(run_id)
     return replayed
 
 
@@ -627,16 +669,31 @@ def reap_dead_runs(store: Store) -> list[str]:
     return dead
 
 
+def spool_path(project_root: Path) -> Path:
+    """Where the journals of a project's runs are kept."""
+    return project_root / ".mltest" / "spool"
+
+
 def spool_dir(settings: Settings) -> Path:
-    return settings.project_root / ".mltest" / "spool"
+    return spool_path(settings.project_root)
+
+
+def open_recovered(url: str, project_root: Path) -> Store:
+    """Open the store at ``url`` and settle what crashed runs of the project left behind (journals,
+    stale rows)."""
+    store = open_store(url, root=project_root)
+    try:
+        recover_spool(store, spool_path(project_root))
+        reap_dead_runs(store)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def open_store_recovered(settings: Settings) -> Store:
     """Open the configured store and settle what crashed runs left behind (journals, stale rows)."""
-    store = open_store(settings.store_url, root=settings.project_root)
-    recover_spool(store, spool_dir(settings))
-    reap_dead_runs(store)
-    return store
+    return open_recovered(settings.store_url, settings.project_root)
 
 
 def open_run(

@@ -30,8 +30,11 @@ from mltest.recorder import (
     RunRecorder,
     TimingStats,
     infer_direction,
+    read_journal,
     reap_dead_runs,
     recover_spool,
+    replay_journal,
+    spool_path,
 )
 from mltest.store import Store, open_store
 from mltest.store.memory import MemoryStore
@@ -677,6 +680,42 @@ def test_finish_closes_the_journal_even_when_the_store_fails(tmp_path: Path) -> 
         assert recorder.journal_path.is_file()  # kept for a replay
     finally:
         recorder._journal.close()
+
+
+def test_a_recorder_without_its_journal_stores_what_another_process_journals(tmp_path: Path) -> None:
+    """The store writer's recorder: the session appends the journal; this one only stores and, once the
+    run is whole in the store, removes the journal."""
+    store = MemoryStore()
+    spool = tmp_path / "spool"
+    recorder = RunRecorder(store, make_run(), spool, journal=False)
+    recorder.begin()
+    assert not spool.exists()  # nothing written here
+    assert store.get_run("run1") is not None
+    spool.mkdir()
+    recorder.journal_path.write_text("the session's journal\n", encoding="utf-8")
+    recorder.add_test(TestResult("t::a", "passed", 0.1))
+    assert recorder.pending == 1
+    recorder.flush()
+    assert recorder.pending == 0
+    recorder.finish("passed", "2024-01-01T01:00:00.000000+00:00")  # the session's time, from its journal
+    run = store.get_run("run1")
+    assert run is not None
+    assert (run.status, run.finished_at) == ("passed", "2024-01-01T01:00:00.000000+00:00")
+    assert [r.test for r in store.results("run1")] == ["t::a"]
+    assert not recorder.journal_path.exists()
+
+
+def test_read_and_replay_a_journal(tmp_path: Path, store: Store, dead_pid: int) -> None:
+    path = write_journal(tmp_path / "spool", make_run("j", pid=dead_pid), tests=2, finish="passed", cut_last=True)
+    entries = read_journal(path)
+    assert [e["type"] for e in entries] == ["run", "test", "test"]  # the cut finish line is left out
+    assert replay_journal(store, entries) == "j"
+    status, _, results, _ = stored_state(store, "j")
+    assert status == "aborted"  # no whole finish line
+    assert len(results) == 2  # type: ignore[arg-type]
+    assert read_journal(tmp_path / "missing.jsonl") == []
+    assert replay_journal(store, []) is None
+    assert spool_path(tmp_path) == tmp_path / ".mltest" / "spool"
 
 
 def write_journal(spool: Path, run: Run, tests: int, *, finish: str | None = None, cut_last: bool = False) -> Path:

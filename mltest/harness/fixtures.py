@@ -7,19 +7,23 @@ import random
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from mltest.errors import MissingExtraError
-from mltest.harness import gpu, handoff
+from mltest.harness import handoff
 from mltest.harness.session import STATE_KEY, is_integration
-from mltest.recorder import Record
+
+if TYPE_CHECKING:
+    from mltest.recorder import Record
 
 __all__ = ["device", "record", "seed"]
 
 
 def _torch(feature: str) -> Any:
+    from mltest.harness import gpu
+
     if not gpu.torch_available():
         pytest.fail(str(MissingExtraError(feature, "torch", "torch")), pytrace=False)
     import torch
@@ -54,6 +58,8 @@ def seed(request: pytest.FixtureRequest) -> int:
     """
     value = request.config.stash[STATE_KEY].settings.seed
     random.seed(value)
+    from mltest.harness import gpu
+
     if "numpy" in sys.modules or importlib.util.find_spec("numpy") is not None:
         import numpy
 
@@ -77,6 +83,8 @@ def record(request: pytest.FixtureRequest) -> Iterator[Record]:
     Measurements travel with the test's reports to the process that writes the store (the xdist
     controller); the fixture itself never touches the store. They are handed over when the test ends.
     """
+    from mltest.recorder import Record
+
     item = request.node
     state = request.config.stash[STATE_KEY]
     on_cuda = isinstance(item, pytest.Item) and is_integration(item) and state.device == "cuda"

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-__all__ = ["REPORT_ATTR", "Entry", "Receiver", "add", "add_receiver", "attach", "deliver"]
+__all__ = ["REPORT_ATTR", "Entry", "Receiver", "add", "add_receiver", "attach", "deliver", "pending", "queue"]
 
 Entry = dict[str, Any]
 Receiver = Callable[[str, Entry], None]
 """Called on the reporting process with (nodeid, entry) for every entry of every test."""
 
 REPORT_ATTR = "mltest_data"
-_PENDING = pytest.StashKey[list[Entry]]()
+_PENDING = pytest.StashKey[dict[str, list[Entry]]]()
 _RECEIVERS = pytest.StashKey[list[Receiver]]()
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -43,19 +43,30 @@ def _check_json_safe(value: object, path: str) -> None:
     raise TypeError(f"hand-off entry value {path} is a {type(value).__name__}; use str, int, float, bool, list or dict")
 
 
-def add(item: pytest.Item, kind: str, payload: Mapping[str, Any]) -> None:
-    """Queue ``payload`` (JSON-safe values only) for the reporting process, tagged with ``kind``."""
+def pending(config: pytest.Config) -> dict[str, list[Entry]]:
+    """The entries waiting for their test's next report, by node id: one dict per session, empty unless
+    a test added some, so the plugin skips :func:`attach` with one look."""
+    return config.stash.setdefault(_PENDING, {})
+
+
+def queue(waiting: dict[str, list[Entry]], nodeid: str, kind: str, payload: Mapping[str, Any]) -> None:
+    """Queue ``payload`` (JSON-safe values only), tagged with ``kind``, for test ``nodeid``'s next report."""
     entry: Entry = {"kind": kind, **payload}
     _check_json_safe(entry, kind)
-    item.stash.setdefault(_PENDING, []).append(entry)
+    waiting.setdefault(nodeid, []).append(entry)
 
 
-def attach(item: pytest.Item, report: pytest.TestReport) -> None:
-    """Move the item's pending entries onto ``report`` (called for each phase's report)."""
-    pending = item.stash.get(_PENDING, None)
-    if pending:
-        setattr(report, REPORT_ATTR, list(pending))
-        pending.clear()
+def add(item: pytest.Item, kind: str, payload: Mapping[str, Any]) -> None:
+    """Queue ``payload`` (JSON-safe values only) for the reporting process, tagged with ``kind``."""
+    queue(pending(item.config), item.nodeid, kind, payload)
+
+
+def attach(report: pytest.TestReport, waiting: dict[str, list[Entry]]) -> None:
+    """Move the entries waiting for ``report``'s test onto it (called for each phase's report, in the
+    process that ran the test, before anything else sees the report)."""
+    entries = waiting.pop(report.nodeid, None)
+    if entries:
+        setattr(report, REPORT_ATTR, entries)
 
 
 def add_receiver(config: pytest.Config, receiver: Receiver) -> None:

@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
-from mltest.config import OPTIONS, OptionSpec
+from mltest.config import OPTIONS, OptionSpec, Settings
 
-__all__ = ["add_options", "given_options"]
+__all__ = ["SETTINGS_KEY", "add_options", "given_options"]
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+"""The session's resolved settings (``config.stash``), set before conftest files load."""
 
 
 def dest(spec: OptionSpec) -> str:

@@ -4,6 +4,10 @@ Until a project opts in (``[tool.mltest]``, ``mltest.yaml``, an ``MLTEST_*`` set
 ``--mltest-*`` flag), this module only adds its options: selection, budgets and results stay exactly
 as without mltest. Once opted in, it registers :class:`~mltest.harness.session.MltestSession` and the
 fixtures.
+
+Loading it imports only what adding the options and reading the settings need; the rest is imported
+once a project has opted in, and only the parts the session uses (every pytest run pays for this
+module's imports).
 """
 
 from __future__ import annotations
@@ -14,10 +18,7 @@ import pytest
 
 from mltest.config import Settings, load_settings
 from mltest.errors import MltestError
-from mltest.harness import fixtures
-from mltest.harness.options import add_options, given_options
-from mltest.harness.recording import RecorderPlugin, recording_skipped_reason
-from mltest.harness.session import SETTINGS_KEY, MltestSession
+from mltest.harness.options import SETTINGS_KEY, add_options, given_options
 
 __all__ = ["pytest_addoption", "pytest_configure", "pytest_load_initial_conftests", "pytest_unconfigure"]
 
@@ -53,6 +54,10 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         _set_env(early_config, "CUDA_VISIBLE_DEVICES", "")
     if settings.deterministic and "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
         _set_env(early_config, "CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # an xdist worker never records
+        from mltest.harness.recording import start_writer_early
+
+        start_writer_early(early_config, settings)  # it opens the store while conftest files import
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,15 +66,23 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = config.stash[SETTINGS_KEY] = _resolve(config, config.option)
     if not settings.active:
         return
+    from mltest.harness import fixtures
+    from mltest.harness.session import GpuGate, MltestSession
+
     session = MltestSession(config, settings)
     config.pluginmanager.register(session, "mltest-session")
+    if settings.tier != "unit":
+        config.pluginmanager.register(GpuGate(session), "mltest-gpu")
     config.pluginmanager.register(fixtures, "mltest-fixtures")
     if session.is_worker:
         return
+    from mltest.harness.recording import RecorderPlugin, recording_skipped_reason
+
     reason = recording_skipped_reason(settings, os.environ)
     if reason is None:
         flags = {"seed": settings.seed, **session.state.determinism}
-        config.pluginmanager.register(RecorderPlugin(config, settings, flags), "mltest-recorder")
+        session.recorder = RecorderPlugin(config, settings, flags)
+        config.pluginmanager.register(session.recorder, "mltest-recorder")
     else:
         session.state.recording_note = reason
 

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import heapq
+import math
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from mltest.config import OPTIONS_BY_NAME, Settings
-from mltest.harness import gpu, handoff
-from mltest.harness.shard import Durations, fmt_seconds, load_durations, plan_shards
+from mltest.harness import handoff
+from mltest.harness.options import SETTINGS_KEY
 
-__all__ = ["SETTINGS_KEY", "STATE_KEY", "MltestSession", "RunState", "is_integration"]
+if TYPE_CHECKING:  # imported where used: the unit tier without sharding needs neither
+    from mltest.harness.recording import RecorderPlugin
+    from mltest.harness.shard import Durations
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
+__all__ = ["SETTINGS_KEY", "STATE_KEY", "GpuGate", "MltestSession", "RunState", "is_integration"]
+
 STATE_KEY = pytest.StashKey["RunState"]()
 WORKEROUTPUT_KEY = "mltest_collection"
 WORKERINPUT_DURATIONS_KEY = "mltest_shard_durations"
+
+
+TIER_MARKERS = ("integration", "gpu")
 
 
 def is_integration(item: pytest.Item) -> bool:
@@ -29,27 +37,52 @@ def is_integration(item: pytest.Item) -> bool:
     return item.get_closest_marker("integration") is not None or item.get_closest_marker("gpu") is not None
 
 
-@dataclass
-class RunState:
-    """What the plugin knows about this run; lives in ``config.stash[STATE_KEY]``."""
+def _tier_marked(node: pytest.Item | pytest.Collector) -> bool:
+    """Whether ``node`` itself carries an ``integration`` or ``gpu`` marker."""
+    own = node.own_markers
+    return bool(own) and any(m.name in TIER_MARKERS for m in own)
 
-    settings: Settings
-    device: str = "cpu"
-    """The integration tier's resolved device: ``cuda`` or ``cpu``. Unit tests always get ``cpu``."""
-    gpu_count: int = 0
-    cuda_already_initialised: bool = False
-    determinism: dict[str, Any] = field(default_factory=dict)
-    worker_gpus: dict[str, str] = field(default_factory=dict)
-    worker_threads: int | None = None
-    recording_note: str | None = None
-    collection: dict[str, Any] = field(default_factory=dict)
-    durations: dict[str, float] = field(default_factory=dict)
-    skips: Counter[str] = field(default_factory=Counter)
-    skipped: set[str] = field(default_factory=set)
-    over_budget: list[tuple[str, float]] = field(default_factory=list)
-    shard_durations: Durations | None = None
-    """The recorded durations sharding balances by (read once; workers get the controller's)."""
-    started: float = field(default_factory=time.perf_counter)
+
+def integration_flags(items: Sequence[pytest.Item]) -> list[bool]:
+    """:func:`is_integration` of each item, looking at each module and class once rather than once per
+    test (``get_closest_marker`` walks every parent each time; a marker on a node marks all below it)."""
+    below: dict[int, bool] = {}
+
+    def marked(node: pytest.Collector | None) -> bool:
+        if node is None:
+            return False
+        flag = below.get(id(node))
+        if flag is None:
+            flag = below[id(node)] = _tier_marked(node) or marked(node.parent)
+        return flag
+
+    return [_tier_marked(item) or marked(item.parent) for item in items]
+
+
+class RunState:
+    """What the plugin knows about this run; lives in ``config.stash[STATE_KEY]``.
+
+    A plain class (not a dataclass): every pytest run of an opted-in project imports this module, and
+    building a dataclass costs about a millisecond."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = "cpu"
+        """The integration tier's resolved device: ``cuda`` or ``cpu``. Unit tests always get ``cpu``."""
+        self.gpu_count = 0
+        self.cuda_already_initialised = False
+        self.determinism: dict[str, Any] = {}
+        self.worker_gpus: dict[str, str] = {}
+        self.worker_threads: int | None = None
+        self.recording_note: str | None = None
+        self.collection: dict[str, Any] = {}
+        self.durations: dict[str, float] = {}
+        self.skips: Counter[str] = Counter()
+        self.skipped: set[str] = set()
+        self.over_budget: list[tuple[str, float]] = []
+        self.shard_durations: Durations | None = None
+        """The recorded durations sharding balances by (read once; workers get the controller's)."""
+        self.started = time.perf_counter()
 
 
 def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
@@ -74,6 +107,16 @@ class MltestSession:
         config.stash[STATE_KEY] = self.state
         self.is_worker = hasattr(config, "workerinput")
         self.is_controller = not self.is_worker and bool(getattr(config.option, "numprocesses", None))
+        self.recorder: RecorderPlugin | None = None
+        """The session's recording, fed each report (set when the session records)."""
+        budget_on = settings.tier != "integration" and settings.unit_budget and settings.budget_mode != "off"
+        self._budget = settings.unit_budget if budget_on else math.inf
+        """Seconds a passed unit test may take before the budget check looks at it."""
+        self._pending = handoff.pending(config)
+        self._runs_tests = not self.is_controller
+        """Whether this process runs the tests it reports (not the xdist controller)."""
+        self._integration: set[str] = set()
+        """Node ids of the selected integration tests, in the ``all`` tier (the budget spares them)."""
         if settings.tier == "unit":
             torch = sys.modules.get("torch")
             self.state.cuda_already_initialised = bool(torch is not None and torch.cuda.is_initialized())
@@ -84,6 +127,8 @@ class MltestSession:
 
     # ------------------------------------------------------------------ configure
     def _resolve_device(self) -> None:
+        from mltest.harness import gpu
+
         mode = self.settings.device
         if mode == "cpu":
             return
@@ -100,6 +145,8 @@ class MltestSession:
             )
 
     def _apply_determinism(self) -> None:
+        from mltest.harness import gpu
+
         flags: dict[str, Any] = {
             "seed": self.settings.seed,
             "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
@@ -181,17 +228,21 @@ class MltestSession:
         kept: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         counts = Counter[str]()
-        for item in items:
-            integration = is_integration(item)
+        flags = integration_flags(items)
+        for item, integration in zip(items, flags, strict=True):
             if tier == "all" or (tier == "integration") == integration:
                 kept.append(item)
             else:
                 deselected.append(item)
                 counts["integration" if integration else "unit"] += 1
-        self._add_timeouts(kept)
+        if tier == "all":  # where the unit budget needs to tell them apart
+            self._integration = {item.nodeid for item, integration in zip(items, flags, strict=True) if integration}
+        self._add_timeouts(kept, tier != "unit")
         shard_other = 0
         shard_info: dict[str, Any] = {}
         if self.settings.shard is not None:
+            from mltest.harness.shard import plan_shards
+
             spec = self.settings.shard
             durations = self._shard_durations()
             plan = plan_shards([i.nodeid for i in kept], spec.total, durations.seconds)
@@ -222,6 +273,8 @@ class MltestSession:
     def _shard_durations(self) -> Durations:
         """The recorded durations the split balances by: read once per session from the store; an xdist
         worker gets the controller's copy, so the workers cannot disagree."""
+        from mltest.harness.shard import Durations, load_durations
+
         if self.state.shard_durations is None:
             given = getattr(self.config, "workerinput", {}).get(WORKERINPUT_DURATIONS_KEY)
             self.state.shard_durations = (
@@ -243,81 +296,56 @@ class MltestSession:
             "warning": durations.warning,
         }
 
-    def _add_timeouts(self, items: Sequence[pytest.Item]) -> None:
+    def _add_timeouts(self, items: Sequence[pytest.Item], any_integration: bool) -> None:
         timeout = self.settings.integration_timeout
-        if not timeout or not self.config.pluginmanager.hasplugin("timeout"):
+        if not timeout or not any_integration or not self.config.pluginmanager.hasplugin("timeout"):
             return
         for item in items:
             if is_integration(item) and item.get_closest_marker("timeout") is None:
                 # The thread method: a hung CUDA call ignores signals, so SIGALRM would never fire.
                 item.add_marker(pytest.mark.timeout(timeout, method="thread"))
 
-    # ------------------------------------------------------------------ running
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        marker = item.get_closest_marker("gpu")
-        if marker is None or self.settings.tier == "unit":
+    # ------------------------------------------------------------------ each test
+    @pytest.hookimpl(tryfirst=True)  # before the terminal, junitxml, -x and xdist's hand-over see the report
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Each phase's report, three per test, so it stays lean: the slow paths are for the reports that
+        need them. In the process that ran the test: the unit budget, ``fail_on_skip`` and the hand-off
+        entries; in the process that reports (the same one without xdist): the summary's numbers and
+        the recording."""
+        outcome = report.outcome
+        if self._runs_tests:
+            if outcome == "passed":
+                if report.duration > self._budget and report.when == "call":
+                    self._over_budget(report)
+                    outcome = report.outcome
+            elif outcome == "skipped" and self.settings.fail_on_skip and not hasattr(report, "wasxfail"):
+                report.outcome = outcome = "failed"
+                report.longrepr = (
+                    f"mltest: skipped ({_skip_reason(report)}), and --mltest-fail-on-skip turns skips into failures"
+                )
+            if self._pending:  # some test has entries waiting: perhaps this one
+                handoff.attach(report, self._pending)
+        if self.is_worker:
             return
-        try:
-            requirement = gpu.GpuRequirement.from_marker_args(marker.args, marker.kwargs)
-        except ValueError as exc:
-            pytest.fail(f"mltest: bad @pytest.mark.gpu on {item.nodeid}: {exc}", pytrace=False)
-        if self.state.device == "cpu":
-            pytest.skip(f"needs {requirement}; this run uses the CPU (--mltest-device={self.settings.device})")
-        cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-        where = f" to this process (CUDA_VISIBLE_DEVICES={cvd})" if cvd is not None else ""
-        reason = gpu.unmet_reason(requirement, self.state.gpu_count, gpu.memory, where)
-        if reason is None:
-            return
-        if self.settings.device == "cuda":
-            pytest.fail(
-                f"mltest: GPU requirement not met: {reason}; a GPU was required (--mltest-device=cuda), "
-                "so this fails instead of skipping",
-                pytrace=False,
-            )
-        pytest.skip(reason)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        """On CUDA, every integration test's peak GPU memory is recorded (counters reset first)."""
-        on_cuda = self.state.device == "cuda" and is_integration(item)
-        if on_cuda:
-            gpu.peak_memory_reset()
-        try:
-            return (yield)
-        finally:
-            peak = gpu.peak_memory() if on_cuda else None
-            if peak is not None:
-                for metric, value in zip(("gpu_memory_peak_allocated", "gpu_memory_peak_reserved"), peak, strict=True):
-                    handoff.add(
-                        item,
-                        "measurement",
-                        {
-                            "test": item.nodeid,
-                            "metric": metric,
-                            "value": float(value),
-                            "unit": "bytes",
-                            "higher_is_better": False,
-                            "samples": [float(value)],
-                            "iqr": None,
-                            "support": None,
-                        },
-                    )
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if report.when == "call" and report.passed:
-            self._check_budget(item, report)
-        if report.skipped and self.settings.fail_on_skip and not hasattr(report, "wasxfail"):
-            report.outcome = "failed"
-            report.longrepr = (
-                f"mltest: skipped ({_skip_reason(report)}), and --mltest-fail-on-skip turns skips into failures"
-            )
-        handoff.attach(item, report)
-        return report
+        nodeid = report.nodeid
+        durations = self.state.durations
+        total = durations[nodeid] = durations.get(nodeid, 0.0) + report.duration
+        if outcome == "skipped" and report.when in ("setup", "call") and not hasattr(report, "wasxfail"):
+            self.state.skips[_skip_reason(report)] += 1
+            self.state.skipped.add(nodeid)
+        entries = getattr(report, handoff.REPORT_ATTR, None)
+        if entries:
+            for entry in entries:
+                if entry.get("kind") == "over_budget":
+                    self.state.over_budget.append((nodeid, float(entry["duration"])))
+            handoff.deliver(self.config, report)  # measurements reach the recorder before the report
+        recorder = self.recorder
+        # The recorder needs a passed test's teardown only (its duration is ``total``), and every report
+        # of a test that did something else.
+        if recorder is not None and (
+            report.when == "teardown" or outcome != "passed" or recorder.unfinished or hasattr(report, "wasxfail")
+        ):
+            recorder.report(report, nodeid, outcome, total)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_make_collect_report(
@@ -331,14 +359,19 @@ class MltestSession:
             )
         return report
 
-    def _check_budget(self, item: pytest.Item, report: pytest.TestReport) -> None:
+    def _over_budget(self, report: pytest.TestReport) -> None:
+        """A passed test took longer than the unit budget: unless it is an integration test (it may be,
+        in the ``all`` tier), fail it or list it."""
         settings = self.settings
-        if settings.tier == "integration" or not settings.unit_budget or settings.budget_mode == "off":
-            return
-        if is_integration(item) or report.duration <= settings.unit_budget:
+        if report.nodeid in self._integration:
             return
         if settings.budget_mode == "warn":
-            handoff.add(item, "over_budget", {"duration": report.duration, "budget": settings.unit_budget})
+            handoff.queue(
+                self._pending,
+                report.nodeid,
+                "over_budget",
+                {"duration": report.duration, "budget": settings.unit_budget},
+            )
             return
         report.outcome = "failed"
         report.longrepr = (
@@ -349,19 +382,6 @@ class MltestSession:
         )
 
     # ------------------------------------------------------------------ reporting process
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker:
-            return
-        state = self.state
-        if report.skipped and report.when in ("setup", "call") and not hasattr(report, "wasxfail"):
-            state.skips[_skip_reason(report)] += 1
-            state.skipped.add(report.nodeid)
-        state.durations[report.nodeid] = state.durations.get(report.nodeid, 0.0) + report.duration
-        for entry in getattr(report, handoff.REPORT_ATTR, None) or ():
-            if entry.get("kind") == "over_budget":
-                state.over_budget.append((report.nodeid, float(entry["duration"])))
-        handoff.deliver(self.config, report)
-
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if not self.is_worker and report.skipped:
             self.state.skips[_skip_reason(report)] += 1
@@ -379,6 +399,8 @@ class MltestSession:
             self.state.worker_threads = int(threads)
         if self.settings.tier == "unit" or self.state.device != "cuda":
             return
+        from mltest.harness import gpu
+
         tokens = gpu.visible_tokens()
         if not tokens:
             return
@@ -410,6 +432,8 @@ class MltestSession:
         loads = collection.get("shard_loads")
         if spec is None or loads is None:
             return
+        from mltest.harness.shard import fmt_seconds
+
         selected, total = collection["selected"], collection["selected"] + collection["shard_other"]
         write(
             f"shard {spec}: {selected} of {total} selected tests, expected {fmt_seconds(loads[spec.index - 1])} "
@@ -459,7 +483,7 @@ class MltestSession:
             write(f"GPU pinning: {self._pinning()}")
         if state.worker_threads is not None:
             write(f"CPU threads per worker: OMP_NUM_THREADS={state.worker_threads} (set OMP_NUM_THREADS to choose)")
-        slowest = sorted(ran.items(), key=lambda kv: -kv[1])[: settings.slowest]
+        slowest = heapq.nlargest(settings.slowest, ran.items(), key=itemgetter(1))
         if slowest:
             write("slowest:")
             for nodeid, seconds in slowest:
@@ -472,3 +496,67 @@ class MltestSession:
             write(f"skipped ({sum(state.skips.values())}), by reason:", yellow=True)
             for reason, n in state.skips.most_common():
                 write(f"  {n:4d} x {reason}", yellow=True)
+
+
+class GpuGate:
+    """Registered as ``mltest-gpu`` when the tier may run integration tests (not the unit tier, where no
+    test sees a GPU): ``gpu`` requirements and the peak GPU memory of integration tests on CUDA."""
+
+    def __init__(self, session: MltestSession) -> None:
+        self.settings = session.settings
+        self.state = session.state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        marker = item.get_closest_marker("gpu")
+        if marker is None:
+            return
+        from mltest.harness import gpu
+
+        try:
+            requirement = gpu.GpuRequirement.from_marker_args(marker.args, marker.kwargs)
+        except ValueError as exc:
+            pytest.fail(f"mltest: bad @pytest.mark.gpu on {item.nodeid}: {exc}", pytrace=False)
+        if self.state.device == "cpu":
+            pytest.skip(f"needs {requirement}; this run uses the CPU (--mltest-device={self.settings.device})")
+        cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" to this process (CUDA_VISIBLE_DEVICES={cvd})" if cvd is not None else ""
+        reason = gpu.unmet_reason(requirement, self.state.gpu_count, gpu.memory, where)
+        if reason is None:
+            return
+        if self.settings.device == "cuda":
+            pytest.fail(
+                f"mltest: GPU requirement not met: {reason}; a GPU was required (--mltest-device=cuda), "
+                "so this fails instead of skipping",
+                pytrace=False,
+            )
+        pytest.skip(reason)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        """On CUDA, every integration test's peak GPU memory is recorded (counters reset first)."""
+        on_cuda = self.state.device == "cuda" and is_integration(item)
+        from mltest.harness import gpu
+
+        if on_cuda:
+            gpu.peak_memory_reset()
+        try:
+            return (yield)
+        finally:
+            peak = gpu.peak_memory() if on_cuda else None
+            if peak is not None:
+                for metric, value in zip(("gpu_memory_peak_allocated", "gpu_memory_peak_reserved"), peak, strict=True):
+                    handoff.add(
+                        item,
+                        "measurement",
+                        {
+                            "test": item.nodeid,
+                            "metric": metric,
+                            "value": float(value),
+                            "unit": "bytes",
+                            "higher_is_better": False,
+                            "samples": [float(value)],
+                            "iqr": None,
+                            "support": None,
+                        },
+                    )
