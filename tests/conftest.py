@@ -66,3 +66,20 @@ def _clean_mltest_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+
+
+@pytest.fixture
+def incremental_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Lengths of every series that incremental detection (``mltest.detect.incremental``) hands to
+    ``change_points``: how much of a history a check scanned."""
+    import mltest.detect.incremental as incremental
+    from mltest.detect import change_points
+
+    seen: list[int] = []
+
+    def spy(values, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(len(values))
+        return change_points(values, **kwargs)
+
+    monkeypatch.setattr(incremental, "change_points", spy)
+    return seen

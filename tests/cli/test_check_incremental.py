@@ -15,7 +15,6 @@ import pytest
 
 import mltest.detect.incremental as incremental
 from mltest.cli import main
-from mltest.detect import change_points
 from mltest.errors import StoreError
 from mltest.model import Commit, Environment, Measurement, Run
 from mltest.store import open_store
@@ -72,19 +71,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Lengths of the series that incremental detection scans."""
-    seen: list[int] = []
-
-    def spy(values, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(len(values))
-        return change_points(values, **kwargs)
-
-    monkeypatch.setattr(incremental, "change_points", spy)
-    return seen
-
-
 def _check(root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
     code = main(["check", "--json", "--project-dir", str(root)])
     report = json.loads(capsys.readouterr().out)
@@ -98,36 +84,36 @@ def _stored_states(root: Path) -> dict[str, str]:
 
 
 def test_check_reuses_and_extends_its_states(
-    project: Path, capsys: pytest.CaptureFixture[str], scans: list[int]
+    project: Path, capsys: pytest.CaptureFixture[str], incremental_scans: list[int]
 ) -> None:
     values = _values(320)
     _record(project, range(300), values)
     code, first = _check(project, capsys)
     assert code == 1
     assert first["counts"]["new"] == 1  # type: ignore[index]
-    assert sorted(scans) == [300, 300]  # one full scan per series
+    assert sorted(incremental_scans) == [300, 300]  # one full scan per series
     states = _stored_states(project)
     assert len(states) == 2
     assert all(json.loads(s)["length"] == 300 for s in states.values())
 
-    scans.clear()
+    incremental_scans.clear()
     code, again = _check(project, capsys)
     assert (code, again) == (1, first)
-    assert scans == []  # nothing new: no scan at all
+    assert incremental_scans == []  # nothing new: no scan at all
 
     _record(project, range(300, 301), values)
     code, after_one = _check(project, capsys)
     assert code == 1
-    assert len(scans) == 2
-    assert max(scans) <= incremental.WINDOW + 1  # the tail only
+    assert len(incremental_scans) == 2
+    assert max(incremental_scans) <= incremental.WINDOW + 1  # the tail only
     assert all(json.loads(s)["length"] == 301 for s in _stored_states(project).values())
 
-    scans.clear()
+    incremental_scans.clear()
     store = open_store(f"sqlite:///{project}/results.db", root=project)
     store.clear_detection_states()
     store.close()
     code, from_scratch = _check(project, capsys)
-    assert sorted(scans) == [301, 301]
+    assert sorted(incremental_scans) == [301, 301]
     assert (code, from_scratch) == (1, after_one)  # the same verdict, entries and numbers
 
 

@@ -28,18 +28,6 @@ def _stepped(seed: int, n: int, steps: dict[int, float]) -> np.ndarray:
     return x
 
 
-def _scanned_lengths(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Lengths of every series the incremental module hands to ``change_points``."""
-    seen: list[int] = []
-
-    def spy(values, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(len(values))
-        return change_points(values, **kwargs)
-
-    monkeypatch.setattr(incremental, "change_points", spy)
-    return seen
-
-
 def test_appending_one_by_one_matches_a_full_scan() -> None:
     x = _stepped(1, 400, {120: 3.0, 260: -2.5, 330: 4.0})
     state = None
@@ -69,10 +57,10 @@ def test_agreement_over_a_seeded_corpus() -> None:
     assert same / total >= 0.97, f"{same} of {total}"
 
 
-def test_a_long_series_rescans_only_its_tail(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_series_rescans_only_its_tail(incremental_scans: list[int]) -> None:
     x = _stepped(2, 5_000, {1_000: 3.0, 3_000: -3.0})
     _, state = change_points_incremental(x[:-1])
-    seen = _scanned_lengths(monkeypatch)
+    seen = incremental_scans
     found, new_state = change_points_incremental(x, state=state)
     assert seen
     assert max(seen) <= incremental.WINDOW + 1
@@ -85,10 +73,10 @@ def test_a_long_series_rescans_only_its_tail(monkeypatch: pytest.MonkeyPatch) ->
     assert again == found
 
 
-def test_a_changed_prefix_falls_back_to_a_full_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_prefix_falls_back_to_a_full_scan(incremental_scans: list[int]) -> None:
     x = _stepped(3, 600, {200: 3.0})
     _, state = change_points_incremental(x[:500])
-    seen = _scanned_lengths(monkeypatch)
+    seen = incremental_scans
     edited = x.copy()
     edited[100] += 0.5  # a commit re-measured in the middle of the history
     found, _ = change_points_incremental(edited, state=state)
