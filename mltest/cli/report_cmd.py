@@ -241,8 +241,7 @@ def build_report(
     since: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Report:
-    """The report model of ``analysis`` (one detection pass) over the stored series.
-    """
+    """The report model of ``analysis`` (one detection pass) over the stored series."""
     environ = os.environ if environ is None else environ
     repo = repo_url_from(settings, environ)
     order = _history_order(analysis.series)
@@ -266,9 +265,7 @@ def build_report(
     entries.sort(key=lambda pair: pair[0])
     new_ids = {f.id for _, e in entries if e.status == "new" for f in e.findings}
     views = [
-        _series_view(
-            s, findings, new_ids, detected=analysis.change_points.get((s.test, s.metric, s.env_key))
-        )
+        _series_view(s, findings, new_ids, detected=analysis.change_points.get((s.test, s.metric, s.env_key)))
         for s in series
     ]
     views.sort(key=lambda v: (not v.regressed, not v.findings, v.test, v.metric, v.env_key))

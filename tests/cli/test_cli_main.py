@@ -125,9 +125,7 @@ def test_unknown_argument_of_config_show_is_rejected(project: Path, capsys: pyte
 # ----------------------------------------------------------------------------- config show
 
 
-def test_config_show_lists_every_setting_with_its_source(
-    project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_config_show_lists_every_setting_with_its_source(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = project / "pyproject.toml"
     config.write_text("[tool.mltest]\ntier = 'integration'\nshard = '2/4'\n", encoding="utf-8")
     assert main(["config", "show"]) == 0
@@ -142,8 +140,9 @@ def test_config_show_lists_every_setting_with_its_source(
     assert rows["fail_on_skip"] == ("false", "default")
 
 
-def test_config_show_from_a_subdirectory(project: Path, clean_env: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_show_from_a_subdirectory(
+    project: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (project / "mltest.yaml").write_text("seed: 5\n", encoding="utf-8")
     sub = project / "src" / "pkg"
     sub.mkdir(parents=True)
@@ -337,14 +336,22 @@ def test_run_rejects_an_unknown_tier(project: Path, capsys: pytest.CaptureFixtur
 
 
 def test_to_pytest_args() -> None:
-    args = to_pytest_args({"seed": 7, "shard": ShardSpec(2, 4), "fail_on_skip": True, "deterministic": False,
-                           "tier": None})
+    args = to_pytest_args(
+        {"seed": 7, "shard": ShardSpec(2, 4), "fail_on_skip": True, "deterministic": False, "tier": None}
+    )
     assert args == ["--mltest-fail-on-skip", "--mltest-seed=7", "--mltest-no-deterministic", "--mltest-shard=2/4"]
 
 
 def test_to_pytest_args_round_trip_through_the_option_parsers() -> None:
-    values = {"unit_budget": 2.5, "integration_timeout": 0.0, "seed": 3, "slowest": 0, "shard": ShardSpec(1, 2),
-              "device": "cpu", "budget_mode": "warn"}
+    values = {
+        "unit_budget": 2.5,
+        "integration_timeout": 0.0,
+        "seed": 3,
+        "slowest": 0,
+        "shard": ShardSpec(1, 2),
+        "device": "cpu",
+        "budget_mode": "warn",
+    }
     for arg in to_pytest_args(values):
         flag, _, text = arg.partition("=")
         spec = next(o for o in OPTIONS if o.pytest_flag == flag)
@@ -354,10 +361,24 @@ def test_to_pytest_args_round_trip_through_the_option_parsers() -> None:
 def test_every_setting_has_a_config_show_flag(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["config", "show", "--json"]
     expected = Settings(
-        tier="all", device="cpu", unit_budget=1.0, budget_mode="warn", integration_timeout=9.0, fail_on_skip=True,
-        seed=4, deterministic=True, shard=ShardSpec(1, 2), slowest=3, store_url="sqlite:///other.db", project="proj",
-        repo_url="https://git.example/proj", record=True, record_pull_requests=True, sheets_url="gsheets://KEY/w",
-        sheets_credentials="sa.json", main_branch="trunk",
+        tier="all",
+        device="cpu",
+        unit_budget=1.0,
+        budget_mode="warn",
+        integration_timeout=9.0,
+        fail_on_skip=True,
+        seed=4,
+        deterministic=True,
+        shard=ShardSpec(1, 2),
+        slowest=3,
+        store_url="sqlite:///other.db",
+        project="proj",
+        repo_url="https://git.example/proj",
+        record=True,
+        record_pull_requests=True,
+        sheets_url="gsheets://KEY/w",
+        sheets_credentials="sa.json",
+        main_branch="trunk",
     )
     for spec in OPTIONS:
         value = getattr(expected, spec.name)
