@@ -74,12 +74,18 @@ def merged_section(current: str, rows: Sequence[Row], command: str) -> str:
         "; missed: " + "; ".join(missed) if missed else ""
     )
     names = ", ".join(sorted(replaced))
-    # Keep the full run's stamp and earlier partial updates of other benchmarks.
-    stamp = "\n".join(
-        line
-        for line in head.strip().splitlines()
-        if line.startswith("`") or (line.startswith("Rows of ") and not line.startswith(f"Rows of {names} "))
-    )
+    # Keep the full run's stamp and earlier partial updates, each naming only the benchmarks whose
+    # rows it still holds (a line none are left of goes).
+    kept = []
+    for line in head.strip().splitlines():
+        if line.startswith("`"):
+            kept.append(line)
+        elif line.startswith("Rows of ") and " since: " in line:
+            listed, since = line[len("Rows of ") :].split(" since: ", 1)
+            left = [n for n in listed.split(", ") if n not in replaced]
+            if left:
+                kept.append(f"Rows of {', '.join(left)} since: {since}")
+    stamp = "\n".join(kept)
     return (
         f"""## Summary
 

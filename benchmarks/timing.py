@@ -46,6 +46,12 @@ AGREEMENT_TARGET = 0.05
 SPREAD_TARGET = 1.5
 """record.time's IQR/median is at most 1.5x the reference's."""
 NOT_MEASURED = "not measured: no GPU"
+BLOCKED = " (same statistic: record.time's calls in Timer's blocks)"
+"""Timer's samples are means of blocks of calls, record.time's are single calls. The median of block
+means sits above the per-call median whenever call times are skewed (a short workload on a busy
+machine: a few slow calls pull every block's mean up, not the per-call median), so the target compares
+like with like: record.time's own calls averaged in the block sizes Timer chose in the same round.
+The per-call ratio is reported next to it, without a target."""
 TEST_NAME = "benchmarks/timing"
 
 
@@ -148,7 +154,16 @@ class Comparison:
 
     @property
     def agreement(self) -> float:
+        """record.time's per-call median over the reference's median."""
         return self.ours_median / self.ref_median
+
+    @property
+    def like_for_like(self) -> float:
+        """The same ratio with both sides the same statistic: record.time's calls averaged in the
+        reference's blocks (Timer's samples are block means), else the per-call ratio."""
+        if self.ours_blocked_median is None:
+            return self.agreement
+        return self.ours_blocked_median / self.ref_median
 
     @property
     def ours_spread(self) -> float:
@@ -182,20 +197,40 @@ def comparison_rows(c: Comparison) -> list[Row]:
     """The two summary rows of one comparison: median agreement and spread, each with its target."""
     prefix = _prefix(c.device)
     spread_ratio = c.ours_spread / c.ref_spread if c.ref_spread > 0 else float("inf")
-    return [
+    blocked = c.ours_blocked_median is not None
+    rows = [
         Row(
             NAME,
-            f"{prefix} {c.label}: median, record.time / {c.reference}",
-            c.agreement,
+            f"{prefix} {c.label}: median, record.time / {c.reference}" + (BLOCKED if blocked else ""),
+            c.like_for_like,
             "ratio",
-            duration(c.ours_median),
+            duration(c.ours_blocked_median if c.ours_blocked_median is not None else c.ours_median),
             f"{c.reference} {duration(c.ref_median)}",
-            f"{c.agreement:.3f}",
+            f"{c.like_for_like:.3f}",
             f"within {AGREEMENT_TARGET:.0%}",
-            agreement_met(c.agreement),
+            agreement_met(c.like_for_like),
             None,
             f"{c.device}_{c.key}_agreement",
         ),
+    ]
+    if blocked:
+        rows.append(
+            Row(
+                NAME,
+                f"{prefix} {c.label}: per-call median, record.time / {c.reference}'s block median",
+                c.agreement,
+                "ratio",
+                duration(c.ours_median),
+                f"{c.reference} {duration(c.ref_median)}",
+                f"{c.agreement:.3f}",
+                "",
+                None,
+                None,
+                f"{c.device}_{c.key}_per_call_agreement",
+            )
+        )
+    return [
+        *rows,
         Row(
             NAME,
             f"{prefix} {c.label}: spread (IQR/median)",
@@ -538,8 +573,10 @@ hand around each call (`Event(enable_timing=True)`, `end.synchronize()`).
   {result.load[1]:.1f} after
 - Machine: {machine()}
 - Python {sys.version.split()[0]}, torch {torch.__version__}
-- Targets: the medians agree within {AGREEMENT_TARGET:.0%}; record.time's IQR/median is at most
-  {SPREAD_TARGET}x the reference's. NoisyTimingWarning (IQR/median > 0.1) is caught and counted.
+- Targets: the medians agree within {AGREEMENT_TARGET:.0%}, compared as the same statistic (where Timer
+  averages blocks of calls, record.time's calls are averaged in the same block sizes; the per-call
+  ratio is shown without a target: see the details); record.time's IQR/median (per call, as mltest
+  stores it) is at most {SPREAD_TARGET}x the reference's. NoisyTimingWarning (IQR/median > 0.1) is caught and counted.
 
 **Targets:** {verdict}.
 

@@ -187,3 +187,15 @@ def test_only_replaces_its_own_rows_of_the_summary(bench: ModuleType, tmp_path: 
     assert "3 of 4 targets met; missed: harness: overhead." in partial
     assert "`python -m benchmarks --write` on" in partial
     assert "Rows of detector since: `cmd`" in partial
+    # A later partial run names only what it replaced; earlier lines keep only the rest, once each.
+    later = main.merged_section(
+        partial, [row("detector", "speed", "14x", True), row("demo", "time", "75 s", True)], "cmd2"
+    )
+    stamps = [line for line in later.splitlines() if line.startswith(("`", "Rows of "))]
+    assert stamps == ["`python -m benchmarks --write` on " + stamps[0].split(" on ", 1)[1], stamps[1]]
+    assert stamps[1].startswith("Rows of demo, detector since: `cmd2`")
+    mixed = main.merged_section(later, [row("demo", "time", "70 s", True)], "cmd3")
+    assert [line.split(" since: ")[0] for line in mixed.splitlines() if line.startswith("Rows of ")] == [
+        "Rows of detector",
+        "Rows of demo",
+    ]

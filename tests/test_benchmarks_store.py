@@ -105,6 +105,14 @@ def test_history_is_read_whole_and_in_order(bench: ModuleType, store: Store) -> 
     assert read.links == 2 + 11
     assert read.series_ms > 0
     assert read.load_ms > 0
+    if hasattr(store, "_series_query"):  # an SQL store: the floor under the read, its own SQL alone
+        assert read.join_ms is not None
+        assert read.fetch_ms is not None
+        assert read.join_ms > 0
+        assert read.fetch_ms > 0
+    else:
+        assert read.join_ms is None
+        assert read.fetch_ms is None
     with pytest.raises(RuntimeError, match="returned 12 rows, expected 13"):
         bench.read_series(store, 13, repeats=1)
 
@@ -243,6 +251,12 @@ def test_report_is_one_section_between_the_markers(bench: ModuleType, tmp_path: 
     )
     assert "| read a 10k-commit series, store.series | 15.0 ms | 20.0 ms | 1.3x | ≤ 20.0 ms | yes |" in section
     assert "49,995,000 link rows" in section  # the quadratic cost of passing the whole ancestry
+    assert "hand Python this query's rows" not in section  # the read target is met: no floor note
+    slow = fake(bench, 1.8, 60.0)
+    slow = dataclasses.replace(slow, read=dataclasses.replace(slow.read, join_ms=11.0, fetch_ms=38.0))
+    missed = bench.report(bench.FULL, slow, "PostgreSQL not measured", "cmd")
+    assert "| its SQL alone, every row fetched by the driver, nothing decoded or built (median) | 38.0 ms |" in missed
+    assert "the driver alone takes 38.0 ms to hand Python this query's rows (11.0 ms of it the joins)" in missed
     target = tmp_path / "BENCHMARKS.md"
     sys.modules["benchmarks._common"].write_section(section, bench.START, bench.END, target)
     sys.modules["benchmarks._common"].write_section(section.replace("1.80 s", "1.70 s"), bench.START, bench.END, target)

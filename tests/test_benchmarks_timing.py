@@ -61,9 +61,15 @@ def test_a_tiny_comparison_end_to_end(bench: ModuleType) -> None:
 
     rows = result.rows()
     names = [r.case for r in rows]
-    assert names[:2] == ["CPU matmul 16x16: median, record.time / Timer", "CPU matmul 16x16: spread (IQR/median)"]
-    assert rows[0].value == c.agreement
-    assert rows[0].met == (abs(c.agreement - 1) <= 0.05)
+    assert names[:3] == [
+        "CPU matmul 16x16: median, record.time / Timer" + bench.BLOCKED,
+        "CPU matmul 16x16: per-call median, record.time / Timer's block median",
+        "CPU matmul 16x16: spread (IQR/median)",
+    ]
+    assert rows[0].value == c.like_for_like == c.ours_blocked_median / c.ref_median
+    assert rows[0].met == (abs(c.like_for_like - 1) <= 0.05)
+    assert rows[1].value == c.agreement
+    assert rows[1].met is None  # the per-call ratio has no target
     cuda_rows = [r for r in rows if r.case.startswith("CUDA ")]
     if torch.cuda.is_available():
         assert result.cuda is not None
@@ -109,7 +115,23 @@ def test_rows_and_targets_on_given_numbers(bench: ModuleType) -> None:
     assert bench.spread_met(0.15, 0.1)
     assert not bench.spread_met(0.151, 0.1)
 
+    # Timer's samples are block means: the target compares record.time's calls in the same blocks.
+    skewed = _comparison(bench, ours_median=0.94e-4, ours_blocked_median=1.01e-4, ours_blocked_spread=0.05)
+    same, per_call, _spread = bench.comparison_rows(skewed)
+    assert same.case == "CPU matmul 160x160: median, record.time / Timer" + bench.BLOCKED
+    assert same.value == pytest.approx(1.01)
+    assert same.shown == "101 µs"
+    assert same.met is True
+    assert same.metric_name == "cpu_small_matmul_agreement"
+    assert per_call.value == pytest.approx(0.94)
+    assert per_call.met is None
+    assert per_call.target == ""
+    assert per_call.metric_name == "cpu_small_matmul_per_call_agreement"
+    far = bench.comparison_rows(_comparison(bench, ours_median=1.0e-4, ours_blocked_median=1.07e-4))
+    assert far[0].met is False  # 7 % off in the same statistic fails, whatever the per-call ratio
+
     cuda = bench.comparison_rows(_comparison(bench, device="cuda", reference="CUDA events by hand"))
+    assert len(cuda) == 2  # CUDA events time single calls: one statistic, no per-call row
     assert cuda[0].case == "CUDA matmul 160x160: median, record.time / CUDA events by hand"
     assert cuda[0].metric_name == "cuda_small_matmul_agreement"
 

@@ -5,6 +5,7 @@ links its commits need (``first_parent_links(shas)``), the reference all of them
 
 from __future__ import annotations
 
+import gc
 import heapq
 import random
 from collections.abc import Iterator, Mapping
@@ -190,3 +191,36 @@ def test_commit_order_is_the_reference(seed: int) -> None:
             links[a] = b
     commits = {s: rng.choice(["k1", "k2", "k3"]) for s in rng.sample([*shas, *links], rng.randint(0, 35))}
     assert commit_order(commits, links) == reference_order(commits, links)
+
+
+class _FailingStore:
+    """A store whose series read fails (what a connection lost mid-read looks like)."""
+
+    def series(self, **_filters: object) -> list[SeriesRow]:
+        raise OSError("connection lost")
+
+
+def test_the_collector_is_paused_only_while_reading(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    random_history(store, 0)
+    seen: list[bool] = []
+    real = store.series
+
+    def spy(**filters: object) -> list[SeriesRow]:
+        seen.append(gc.isenabled())
+        return real(**filters)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "series", spy)
+    assert gc.isenabled()
+    assert load_series(store, branch="main")
+    history_frame(store, branch="main")
+    assert seen == [False, False]  # paused while the rows are built
+    assert gc.isenabled()  # and on again after
+    with pytest.raises(OSError, match="connection lost"):
+        load_series(_FailingStore())  # type: ignore[arg-type]
+    assert gc.isenabled()  # on again after an error too
+    gc.disable()
+    try:
+        load_series(store, branch="main")
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
