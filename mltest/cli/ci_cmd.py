@@ -36,6 +36,7 @@ from mltest.cli.run_cmd import PLUGIN_MODULE, plugin_installed
 from mltest.config import OPTIONS_BY_NAME, Settings, load_settings
 from mltest.errors import ConfigError, MltestError
 from mltest.model import Measurement, Run, ShardSpec
+from mltest.report.markdown import md_text
 from mltest.store import Store, open_store
 
 __all__ = [
@@ -225,21 +226,25 @@ def _nightly(args: argparse.Namespace, extra: list[str]) -> int:
 # ----------------------------------------------------------------------------- pieces
 @dataclass
 class Summary:
-    """What the job says: lines for the log (stderr) and Markdown for the job summary."""
+    """What the job says: lines for the log (stderr) and Markdown for the job summary.
+
+    The title and lines carry untrusted text (a branch name, the first line of an error, a webhook's
+    reason): in the Markdown each is inert text (:func:`~mltest.report.markdown.md_text`: no HTML, link,
+    @mention or formatting from the data). ``md=`` is Markdown the caller has made safe itself."""
 
     title: str
     markdown: list[str] = field(default_factory=list)
 
     def say(self, line: str, *, md: str | None = None) -> None:
         print(f"mltest ci: {line}", file=sys.stderr, flush=True)
-        self.markdown.append(f"- {md if md is not None else line}")
+        self.markdown.append(f"- {md if md is not None else md_text(line)}")
 
     def warn(self, line: str) -> None:
         print(f"mltest ci: WARNING: {line}", file=sys.stderr, flush=True)
-        self.markdown.append(f"- ⚠️ {line}")
+        self.markdown.append(f"- ⚠️ {md_text(line)}")
 
     def text(self, *sections: str) -> str:
-        return "\n".join([f"## {self.title}", "", *self.markdown, "", *sections]).rstrip("\n") + "\n"
+        return "\n".join([f"## {md_text(self.title)}", "", *self.markdown, "", *sections]).rstrip("\n") + "\n"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -495,7 +500,7 @@ def nightly(
         junitxml = junitxml if junitxml is not None else artifacts / f"junit-nightly{suffix}.xml"
         tests = _run_tier([*to_pytest_args(given), f"--junitxml={junitxml}"], pytest_args, settings, settings.store_url)
         mark = "✅ " if tests.code == 0 else "❌ "
-        summary.say(tests.what, md=mark + tests.what)
+        summary.say(tests.what, md=mark + md_text(tests.what))
         if tests.run is not None:
             summary.say(f"recorded run {tests.run.run_id[:12]} ({tests.run.status})")
         elif settings.record:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mltest.cli.options import add_store_flags, store_settings
 from mltest.cli.sheets_sync import add_sheets_flags, check_sheets, sheets_settings, sync_sheets
@@ -17,7 +17,13 @@ from mltest.report.fmt import clean_lines
 from mltest.store import open_store
 from mltest.store.history import history_frame
 
-__all__ = ["add_parsers", "export", "history_table", "runs_table", "sync", "sync_sheets"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["add_parsers", "csv_safe", "export", "history_table", "runs_table", "sync", "sync_sheets"]
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
 
 
 def add_parsers(commands: Any) -> None:
@@ -45,6 +51,12 @@ def add_parsers(commands: Any) -> None:
     exp.add_argument("--branch", default=None, help="only this branch (default: all)")
     exp.add_argument("--test", default=None, help="only this test (default: all)")
     exp.add_argument("--metric", default=None, help="only this metric (default: all)")
+    exp.add_argument(
+        "--raw",
+        action="store_true",
+        help="csv: write text cells exactly as stored, for programs rather than spreadsheets (default: a text cell "
+        "starting with = + - @, a tab or a carriage return gets a leading ' so no spreadsheet runs it as a formula)",
+    )
     add_store_flags(exp)
     exp.set_defaults(handler=_export)
 
@@ -133,7 +145,10 @@ def history_table(settings: Settings, args: argparse.Namespace) -> str:
     return clean_lines("\n".join(lines))
 
 
-def export(settings: Settings, *, fmt: str, out: Path | None, **filters: Any) -> str | None:
+def export(settings: Settings, *, fmt: str, out: Path | None, raw: bool = False, **filters: Any) -> str | None:
+    """Every measurement matching ``filters`` as ``fmt`` (csv, parquet or json), written to ``out`` or
+    returned. CSV text cells are neutralised with :func:`csv_safe` unless ``raw``; parquet and JSON
+    are typed and always written as stored."""
     store = open_store(settings.store_url, root=settings.project_root)
     try:
         frame = history_frame(store, **filters)
@@ -147,11 +162,38 @@ def export(settings: Settings, *, fmt: str, out: Path | None, **filters: Any) ->
         except ImportError:
             raise MissingExtraError("parquet export", "parquet", "pyarrow") from None
         return None
-    text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", indent=2)
+    if fmt == "csv":
+        text = (frame if raw else csv_safe(frame)).to_csv(index=False)
+    else:
+        text = frame.to_json(orient="records", indent=2)
     if out is None:
         return str(text)
     out.write_text(str(text), encoding="utf-8")
     return None
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas.
+
+    Commit subjects, test ids and branch names come from whoever pushes a commit: a subject such as
+    ``=HYPERLINK("http://evil", "x")`` would become a live formula when the CSV is opened in Excel,
+    LibreOffice or Google Sheets. Every string cell starting with one of :data:`FORMULA_START` gets a
+    leading ``'`` (OWASP's advice), which spreadsheets show as text. Only strings change: numeric and
+    boolean columns (``value``, ``iqr``, ...) are left alone, so ``-0.5`` stays a number.
+    """
+    import pandas as pd
+
+    out: pd.DataFrame = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        out[column] = series.map(_neutralised)
+    return out
+
+
+def _neutralised(cell: Any) -> Any:
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_START) else cell
 
 
 def sync(settings: Settings) -> str:
@@ -176,7 +218,13 @@ def _history(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _export(args: argparse.Namespace, extra: list[str]) -> int:
     text = export(
-        store_settings(args), fmt=args.format, out=args.out, branch=args.branch, test=args.test, metric=args.metric
+        store_settings(args),
+        fmt=args.format,
+        out=args.out,
+        raw=args.raw,
+        branch=args.branch,
+        test=args.test,
+        metric=args.metric,
     )
     if text is not None:
         sys.stdout.write(text)

@@ -59,6 +59,8 @@ _WWW = re.compile(r"(?i)\b(www)\.")
 # GitHub links @user, @org/team and #123 in rendered text (not inside <code>); a word joiner
 # (U+2060, invisible) after the sign keeps them plain text.
 _PING = re.compile(r"([@#])(?=[\w-])")
+# GitHub's other issue reference, GH-123, is broken the same way (a word joiner after GH).
+_GH_REF = re.compile(r"(?i)\b(gh)(?=-\d)")
 _WORD_JOINER = "\u2060"
 
 _STATUS_LABEL = {"new": "❌ new", "acknowledged": "☑️ acknowledged", "recovered": "↩️ recovered"}
@@ -73,11 +75,13 @@ def md_text(text: str | None, max_len: int | None = None, *, prose: bool = True)
     character is backslash-escaped (``http://`` becomes ``http\\://`` so no autolink is made, and
     ``www.`` is broken likewise), ``<``, ``>`` and ``&`` become entities (so no tag, not even an
     escaped one, appears in the source). ``prose`` (text outside ``<code>``) also puts an invisible
-    word joiner after ``@`` and ``#`` so GitHub makes no @mention or issue reference of it.
+    word joiner after ``@``, ``#`` and the ``GH`` of ``GH-123`` so GitHub makes no @mention or issue
+    reference of it.
     """
     text = clean_text(text, max_len)
     if prose:
         text = _PING.sub(lambda m: m.group(1) + _WORD_JOINER, text)
+        text = _GH_REF.sub(lambda m: m.group(1) + _WORD_JOINER, text)
     text = _MD_SPECIAL.sub(r"\\\1", text).translate(_ENTITIES)
     return _WWW.sub(r"\1\\.", text)
 

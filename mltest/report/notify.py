@@ -7,6 +7,19 @@ When there are none, nothing is sent. Transient failures (connection errors, tim
 Webhook URLs are secrets (whoever has one can post to the channel): no message, exception or result
 carries one. Messages say ``the webhook`` and show at most the scheme and host (:func:`redact_webhook`).
 
+Untrusted text in Slack messages (Slack's mrkdwn has no escape for its formatting characters): every
+field is stripped of control characters, cut, and has ``&``, ``<`` and ``>`` as entities (so
+``<!channel>``, ``<@U123>`` and ``<url|text>`` from data stay inert); every backtick becomes its
+look-alike U+02CB (modifier letter grave accent). Then one of two rules applies:
+
+* identifiers (project, branch, test id, metric) are inline code spans (a backtick on each side):
+  Slack applies no formatting inside one, and no backtick is left that could close it early;
+* free text (commit subjects, units, dates, SHAs in a link) gets a zero-width space (U+200B) on both
+  sides of every ``*``, ``_`` and ``~``: such a mark can neither open nor close bold, italic or
+  strikethrough, and the text reads (and copies, but for the invisible spaces) as it was.
+
+Only the links mltest makes itself (``<https://...|sha>``, http(s) URLs only) are Slack markup.
+
 Example (what ``mltest notify --webhook URL [--kind slack|json]`` does)::
 
     import os
@@ -179,11 +192,30 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _clean(text: str | None, limit: int = _MAX_NAME) -> str:
-    """Untrusted ``text`` made safe for Slack mrkdwn: controls stripped, cut to ``limit``, escaped."""
+_BACKTICK_LOOKALIKE = "\u02cb"  # MODIFIER LETTER GRAVE ACCENT: looks like ` but ends no code span
+_ZWSP = "\u200b"
+_FORMAT_MARK = re.compile(r"[*_~]")
+
+
+def _prepare(text: str | None, limit: int) -> str:
+    """Untrusted ``text`` with controls stripped, cut to ``limit``, ``&<>`` as entities, no backtick."""
     if not text:
         return ""
-    return _slack_escape(_cut(_strip_controls(text).strip(), limit))
+    text = _cut(_strip_controls(text).strip(), limit).replace("`", _BACKTICK_LOOKALIKE)
+    return _slack_escape(text)
+
+
+def _text(text: str | None, limit: int = _MAX_NAME) -> str:
+    """Untrusted free ``text`` for Slack mrkdwn, inert: :func:`_prepare`, then a zero-width space on
+    both sides of every ``*``, ``_`` and ``~`` so none of them opens or closes any formatting."""
+    return _FORMAT_MARK.sub(lambda m: _ZWSP + m.group() + _ZWSP, _prepare(text, limit))
+
+
+def _code(text: str | None, limit: int = _MAX_NAME) -> str:
+    """An untrusted identifier (test id, metric, branch, project) as a Slack inline code span, inside
+    which no formatting applies; empty when there is no text."""
+    prepared = _prepare(text, limit)
+    return f"`{prepared}`" if prepared else ""
 
 
 def _slack_escape(text: str) -> str:
@@ -207,7 +239,7 @@ def _number(value: float, unit: str | None) -> str:
     if math.isnan(value):
         return "n/a"
     text = "∞" if math.isinf(value) and value > 0 else "-∞" if math.isinf(value) else f"{value:.4g}"
-    return f"{text} {_clean(unit, 40)}" if unit else text
+    return f"{text} {_text(unit, 40)}" if unit else text
 
 
 def _percent(value: float, *, signed: bool) -> str:
@@ -230,14 +262,19 @@ def slack_payload(report: Report) -> dict[str, Any]:
     """A Slack incoming-webhook payload (``text`` fallback and Block Kit ``blocks``) for ``report.new``.
 
     Capped to Slack's limits: at most 50 blocks and 3000 characters per text field, with a note saying
-    what was left out. Every untrusted field is stripped of control characters and escaped.
+    what was left out. Every untrusted field is stripped of control characters and escaped, and shows
+    no mrkdwn formatting: identifiers as inline code, free text with its formatting marks neutralised
+    (the module's docstring has the rule).
     """
     new = report.new
-    project = _clean(report.project, 80) or "(unnamed project)"
-    branch = _clean(report.branch, 80)
+    # The header is plain_text and the fallback a notification preview: no code spans there.
+    project = _text(report.project, 80) or "(unnamed project)"
+    branch = _text(report.branch, 80)
     title = f"{_plural(len(new), 'new regression')} in {project}" + (f" ({branch})" if branch else "")
-    where = f"*{project}*" + (f" · branch *{branch}*" if branch else "")
-    context = f"{where} · {_clean(report.generated_at, 40)}"
+    where = (_code(report.project, 80) or "(unnamed project)") + (
+        f" · branch {_code(report.branch, 80)}" if branch else ""
+    )
+    context = f"{where} · {_text(report.generated_at, 40)}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, SLACK_MAX_HEADER), "emoji": False}},
         {"type": "context", "elements": [_mrkdwn(context)]},
@@ -262,16 +299,17 @@ def _entry_text(report: Report, entry: EntryView) -> str:
     culprit = entry.culprit
     if culprit is not None:
         commit = report.commit(culprit)
-        head = f"*Culprit {_link(commit.url, commit.short)}*"
-        subject = _clean(commit.subject, _MAX_SUBJECT)
+        head = f"*Culprit {_link(commit.url, _text(commit.short))}*"
+        subject = _text(commit.subject, _MAX_SUBJECT)
         if subject:
             head += f" {subject}"
     else:
         bad_view = report.commit(bad)
-        bad_link = _link(bad_view.url, bad_view.short)
+        bad_link = _link(bad_view.url, _text(bad_view.short))
         if good is not None:
             good_view = report.commit(good)
-            head = f"*Range {_link(good_view.url, good_view.short)}..{bad_link}* ({_plural(len(commits), 'commit')})"
+            good_link = _link(good_view.url, _text(good_view.short))
+            head = f"*Range {good_link}..{bad_link}* ({_plural(len(commits), 'commit')})"
         else:
             head = f"*First bad commit {bad_link}* ({_plural(len(commits), 'commit')} in range)"
     lines = [_finding_line(f) for f in entry.findings]
@@ -279,7 +317,7 @@ def _entry_text(report: Report, entry: EntryView) -> str:
 
 
 def _finding_line(f: FindingView) -> str:
-    where = f"{_clean(f.test)} · *{_clean(f.metric)}*"
+    where = f"{_code(f.test)} · {_code(f.metric)}"
     change = f"{_number(f.before, f.unit)} → {_number(f.after, f.unit)}"
     stats = f"Δ {_percent(f.rel_change, signed=True)}, confidence {_percent(f.confidence, signed=False)}"
     return f"• {where}: {change} ({stats})"

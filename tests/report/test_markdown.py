@@ -201,6 +201,8 @@ def test_md_text_escapes() -> None:
     # No @mention, issue reference or e-mail autolink in prose; code-ish text keeps its characters.
     assert md_text("fix #12 for @alice") == f"fix \\#{WORD_JOINER}12 for \\@{WORD_JOINER}alice"
     assert md_text("fix #12", prose=False) == "fix \\#12"
+    assert md_text("see GH-12, gh-3 and GHOST-4") == f"see GH{WORD_JOINER}-12, gh{WORD_JOINER}-3 and GHOST-4"
+    assert md_text("GH-12", prose=False) == "GH-12"
     assert md_text("x" * 200, 10) == "x" * 9 + "…"
 
 

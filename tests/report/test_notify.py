@@ -446,6 +446,100 @@ def test_slack_injections_are_escaped(subject: str) -> None:
         assert "a &gt; b &amp;&amp; c &lt; d" in section["text"]
 
 
+ZWSP = "\u200b"
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def _formatting_free(text: str) -> bool:
+    """No Slack mrkdwn formatting can start in ``text``: outside whole code spans, no backtick is
+    left and every ``*``, ``_`` and ``~`` has a zero-width space on both sides."""
+    rest = _CODE_SPAN.sub("", text)
+    if "`" in rest:
+        return False
+    rest = re.sub(r"\u200b[*_~]\u200b", "", rest)
+    return re.search(r"[*_~]", rest) is None
+
+
+def _with_text(
+    *, test: str | None = None, metric: str | None = None, subject: str | None = None, **report: Any
+) -> Report:
+    """The sample report with its new entry's culprit subject, and its findings' test and metric, replaced."""
+    base = sample_report()
+    entry = base.new[0]
+    findings = tuple(dataclasses.replace(f, test=test or f.test, metric=metric or f.metric) for f in entry.findings)
+    commits = tuple(
+        dataclasses.replace(c, subject=subject) if subject is not None and c.sha == entry.culprit else c
+        for c in base.commits
+    )
+    return dataclasses.replace(
+        base, entries=(dataclasses.replace(entry, findings=findings),), commits=commits, **report
+    )
+
+
+def test_slack_identifiers_are_code_spans_without_formatting() -> None:
+    test = "tests/test_model_x.py::test_step_time_fp16[*bold*-~strike~-`tick`]"
+    metric = "step_time_*p50*_ms"
+    report = _with_text(test=test, metric=metric, project="acme_*model*", branch="feat/_x_~y~`z`")
+    payload = slack_payload(report)
+    _assert_inert(payload)
+    text = payload["blocks"][2]["text"]["text"]
+    tick = "\u02cb"
+    shown_test = f"`tests/test_model_x.py::test_step_time_fp16[*bold*-~strike~-{tick}tick{tick}]`"
+    shown_metric = "`step_time_*p50*_ms`"
+    findings = [line for line in text.split("\n") if line.startswith("• ")]
+    assert len(findings) == 2
+    for line in findings:
+        assert line.startswith(f"• {shown_test} · {shown_metric}: ")  # verbatim inside code: no formatting
+        assert _formatting_free(line), line
+    context = payload["blocks"][1]["elements"][0]["text"]
+    assert context.startswith(f"`acme_*model*` · branch `feat/_x_~y~{tick}z{tick}` · ")
+    assert _formatting_free(context), context
+    for t in _texts(payload):
+        assert "`tick`" not in t  # a backtick from data never closes (or opens) a span
+
+
+@pytest.mark.parametrize(
+    ("subject", "shown"),
+    [
+        (
+            "*bold* and _italic_ and ~strike~",
+            f"{ZWSP}*{ZWSP}bold{ZWSP}*{ZWSP} and {ZWSP}_{ZWSP}italic{ZWSP}_{ZWSP} and {ZWSP}~{ZWSP}strike{ZWSP}~{ZWSP}",
+        ),
+        ("use `rm -rf` now", "use \u02cbrm -rf\u02cb now"),
+        ("```block```", "\u02cb\u02cb\u02cbblock\u02cb\u02cb\u02cb"),
+        ("<!channel> *now*", f"&lt;!channel&gt; {ZWSP}*{ZWSP}now{ZWSP}*{ZWSP}"),
+        ("fix snake_case_name", f"fix snake{ZWSP}_{ZWSP}case{ZWSP}_{ZWSP}name"),
+    ],
+    ids=["emphasis", "backticks", "fence", "channel", "snake_case"],
+)
+def test_slack_subject_formatting_is_neutralised(subject: str, shown: str) -> None:
+    payload = slack_payload(_with_text(subject=subject))
+    _assert_inert(payload)
+    text = payload["blocks"][2]["text"]["text"]
+    head = text.split("\n")[0]
+    link, _, rest = head.partition(">* ")  # "*Culprit <url|sha>* SUBJECT": the link still works
+    assert _OUR_LINK.search(link + ">")
+    assert rest == shown
+    assert _formatting_free(rest), rest
+    assert rest.replace(ZWSP, "").replace("\u02cb", "`").replace("&lt;", "<").replace("&gt;", ">") == subject
+
+
+def test_slack_neutralised_text_stays_within_limits() -> None:
+    report = _with_text(
+        test="t_" * 5000, metric="*" * 5000, subject="*_~`" * 5000, project="_" * 1000, branch="~" * 1000
+    )
+    payload = slack_payload(report)
+    _assert_inert(payload)
+    assert len(payload["blocks"][0]["text"]["text"]) <= 150
+    assert all(len(t) <= SLACK_MAX_TEXT for t in _texts(payload))
+    text = payload["blocks"][2]["text"]["text"]
+    assert "…" in text
+    head, *findings = text.split("\n")
+    assert _formatting_free(head.partition(">* ")[2])  # the subject, cut to 200 characters before escaping
+    assert findings
+    assert all(_formatting_free(line) for line in findings)
+
+
 def test_json_passes_text_through(webhook: Callable[..., Webhook]) -> None:
     hook = webhook()
     notify(sample_report(hostile=True), hook.url, kind="json", sleep=hook.sleep)
