@@ -158,10 +158,15 @@ class Comparison:
         return self.ours_median / self.ref_median
 
     @property
+    def in_blocks(self) -> bool:
+        """Whether the reference averaged blocks of more than one call (Timer on short workloads)."""
+        return self.ours_blocked_median is not None and max(self.block_sizes, default=1) > 1
+
+    @property
     def like_for_like(self) -> float:
         """The same ratio with both sides the same statistic: record.time's calls averaged in the
-        reference's blocks (Timer's samples are block means), else the per-call ratio."""
-        if self.ours_blocked_median is None:
+        reference's blocks where its samples are block means, else the per-call ratio."""
+        if self.ours_blocked_median is None or not self.in_blocks:
             return self.agreement
         return self.ours_blocked_median / self.ref_median
 
@@ -197,14 +202,14 @@ def comparison_rows(c: Comparison) -> list[Row]:
     """The two summary rows of one comparison: median agreement and spread, each with its target."""
     prefix = _prefix(c.device)
     spread_ratio = c.ours_spread / c.ref_spread if c.ref_spread > 0 else float("inf")
-    blocked = c.ours_blocked_median is not None
+    blocked = c.in_blocks
     rows = [
         Row(
             NAME,
             f"{prefix} {c.label}: median, record.time / {c.reference}" + (BLOCKED if blocked else ""),
             c.like_for_like,
             "ratio",
-            duration(c.ours_blocked_median if c.ours_blocked_median is not None else c.ours_median),
+            duration(c.ours_blocked_median if c.ours_blocked_median is not None and blocked else c.ours_median),
             f"{c.reference} {duration(c.ref_median)}",
             f"{c.like_for_like:.3f}",
             f"within {AGREEMENT_TARGET:.0%}",

@@ -61,6 +61,7 @@ def test_a_tiny_comparison_end_to_end(bench: ModuleType) -> None:
 
     rows = result.rows()
     names = [r.case for r in rows]
+    assert c.in_blocks  # a 16x16 matmul is far below Timer's block threshold
     assert names[:3] == [
         "CPU matmul 16x16: median, record.time / Timer" + bench.BLOCKED,
         "CPU matmul 16x16: per-call median, record.time / Timer's block median",
@@ -116,7 +117,9 @@ def test_rows_and_targets_on_given_numbers(bench: ModuleType) -> None:
     assert not bench.spread_met(0.151, 0.1)
 
     # Timer's samples are block means: the target compares record.time's calls in the same blocks.
-    skewed = _comparison(bench, ours_median=0.94e-4, ours_blocked_median=1.01e-4, ours_blocked_spread=0.05)
+    skewed = _comparison(
+        bench, ours_median=0.94e-4, ours_blocked_median=1.01e-4, ours_blocked_spread=0.05, block_sizes=(10, 100)
+    )
     same, per_call, _spread = bench.comparison_rows(skewed)
     assert same.case == "CPU matmul 160x160: median, record.time / Timer" + bench.BLOCKED
     assert same.value == pytest.approx(1.01)
@@ -127,8 +130,13 @@ def test_rows_and_targets_on_given_numbers(bench: ModuleType) -> None:
     assert per_call.met is None
     assert per_call.target == ""
     assert per_call.metric_name == "cpu_small_matmul_per_call_agreement"
-    far = bench.comparison_rows(_comparison(bench, ours_median=1.0e-4, ours_blocked_median=1.07e-4))
+    far = bench.comparison_rows(_comparison(bench, ours_median=1.0e-4, ours_blocked_median=1.07e-4, block_sizes=(10,)))
     assert far[0].met is False  # 7 % off in the same statistic fails, whatever the per-call ratio
+    # Blocks of one call are single calls: one statistic, one row, no per-call duplicate.
+    single = bench.comparison_rows(_comparison(bench, ours_blocked_median=1.0e-4, block_sizes=(1, 1)))
+    assert len(single) == 2
+    assert single[0].case == "CPU matmul 160x160: median, record.time / Timer"
+    assert single[0].value == pytest.approx(1.02)
 
     cuda = bench.comparison_rows(_comparison(bench, device="cuda", reference="CUDA events by hand"))
     assert len(cuda) == 2  # CUDA events time single calls: one statistic, no per-call row
