@@ -19,7 +19,18 @@ from collections.abc import Sequence
 from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, machine, met_text, table, write_section
 
 # In the order they run. Each is a module of this package with ``run(quick: bool) -> Outcome``.
-BENCHMARKS = ("harness", "store", "timing", "detection", "incremental", "demo", "sharding", "docker")
+BENCHMARKS = (
+    "harness",
+    "store",
+    "timing",
+    "detection",
+    "incremental",
+    "reports",
+    "sheets",
+    "demo",
+    "sharding",
+    "docker",
+)
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
 
 

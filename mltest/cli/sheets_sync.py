@@ -8,10 +8,11 @@ package never imports detect).
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mltest.cli.detect_cmds import direction_of
 from mltest.cli.report_cmd import repo_url_from
@@ -19,7 +20,7 @@ from mltest.config import OPTIONS_BY_NAME, Settings, load_settings
 from mltest.detect.compare import compare_values
 from mltest.detect.regressions import Tolerance, binomial_noise
 from mltest.errors import ConfigError, MltestError
-from mltest.model import Run, SeriesPoint
+from mltest.model import Measurement, Run, SeriesPoint
 from mltest.store import SeriesRow, Store, open_store
 from mltest.store.gsheets import (
     Baseline,
@@ -63,31 +64,56 @@ def open_configured_sheet(settings: Settings, environ: Mapping[str, str] | None 
     )
 
 
+class _Baselines(NamedTuple):
+    """One environment's runs of the baseline branch, indexed for :func:`rows_builder`."""
+
+    starts: list[tuple[str, str]]
+    """(started_at, run_id) of each run, in that order."""
+    rows: dict[str, list[tuple[int, SeriesRow]]]
+    """run_id -> its rows, each with its position in the store's answer (values keep that order)."""
+
+
 def rows_builder(
     settings: Settings, store: Store, environ: Mapping[str, str], *, baselines: bool = True
 ) -> Callable[[Run], Sequence[Row]]:
-    """``run -> rows``: the run's measurements, with baselines from the earlier runs of ``main``."""
+    """``run -> rows``: the run's measurements, with baselines from the earlier runs of ``main``.
+
+    The baseline branch's history is read once per project and environment key and indexed once per
+    fingerprint, so a backlog of N runs costs one read and N binary searches (not N passes over the
+    whole history)."""
     repo_url = repo_url_from(settings, environ)
     baseline_branch = str(getattr(settings, "main_branch", None) or BASELINE_BRANCH)
     history: dict[tuple[str, str], list[SeriesRow]] = {}
+    indexed: dict[tuple[str, str, str], _Baselines] = {}
 
-    def baseline_of(run: Run) -> dict[tuple[str, str], Baseline]:
+    def index_of(run: Run) -> _Baselines:
         key = (run.project, run.environment.key)
+        fingerprint = run.environment.fingerprint
+        found = indexed.get((run.project, run.environment.key, fingerprint))
+        if found is not None:
+            return found
         if key not in history:
             history[key] = store.series(branch=baseline_branch, env_key=run.environment.key, project=run.project)
-        rows = [
-            r
-            for r in history[key]
-            if r.run_id != run.run_id and r.started_at < run.started_at and r.fingerprint == run.environment.fingerprint
-        ]
-        started = {r.run_id: r.started_at for r in rows}
-        recent = set(sorted(started, key=lambda run_id: (started[run_id], run_id))[-BASELINE_RUNS:])
+        by_run: dict[str, list[tuple[int, SeriesRow]]] = {}
+        started: dict[str, str] = {}
+        for i, r in enumerate(history[key]):
+            if r.fingerprint == fingerprint:
+                by_run.setdefault(r.run_id, []).append((i, r))
+                started[r.run_id] = r.started_at
+        found = _Baselines(sorted((at, run_id) for run_id, at in started.items()), by_run)
+        indexed[(run.project, run.environment.key, fingerprint)] = found
+        return found
+
+    def baseline_of(run: Run, measurements: Sequence[Measurement]) -> dict[tuple[str, str], Baseline]:
+        index = index_of(run)
+        # The last BASELINE_RUNS runs that started before this one (a run never precedes itself).
+        end = bisect.bisect_left(index.starts, (run.started_at, ""))
+        recent = index.starts[max(0, end - BASELINE_RUNS) : end]
         values: dict[tuple[str, str], list[float]] = {}
-        for r in rows:
-            if r.run_id in recent:
-                values.setdefault((r.test, r.metric), []).append(r.value)
+        for _, r in sorted(pair for _, run_id in recent for pair in index.rows[run_id]):
+            values.setdefault((r.test, r.metric), []).append(r.value)
         out = {}
-        for m in store.run_measurements(run.run_id):
+        for m in measurements:
             base = values.get((m.test, m.metric))
             if not base:
                 continue
@@ -108,11 +134,12 @@ def rows_builder(
         return out
 
     def rows_for(run: Run) -> Sequence[Row]:
+        measurements = store.run_measurements(run.run_id)
         return sheet_rows(
             run,
-            store.run_measurements(run.run_id),
+            measurements,
             repo_url=repo_url,
-            baselines=baseline_of(run) if baselines else None,
+            baselines=baseline_of(run, measurements) if baselines else None,
         )
 
     return rows_for
