@@ -280,6 +280,14 @@ def _worse_beyond(before: float, after: float, tolerance: Tolerance, higher_is_b
     return _is_bad(before, after, higher_is_better) and tolerance.exceeded(before, after)
 
 
+def _median(values: Sequence[float]) -> float:
+    """The median of a few values; the middle pair halved before adding, so that two values near the
+    largest float do not overflow to infinity (``np.median`` would, with a RuntimeWarning)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else ordered[mid - 1] / 2 + ordered[mid] / 2
+
+
 def _environment_changes(
     series: Series, tolerance: Tolerance, higher_is_better: bool, links: Mapping[str, str]
 ) -> list[Finding]:
@@ -293,7 +301,7 @@ def _environment_changes(
             continue
         before = [p.value for p in points[:i] if p.fingerprint == old_fp][-window:]
         after = [p.value for p in points[i:] if p.fingerprint == new_fp][:window]
-        old_level, new_level = float(np.median(before)), float(np.median(after))
+        old_level, new_level = _median(before), _median(after)
         if not tolerance.exceeded(old_level, new_level):
             continue
         better = not _is_bad(old_level, new_level, higher_is_better)

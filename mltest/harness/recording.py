@@ -52,8 +52,9 @@ def recording_skipped_reason(settings: Settings, environ: Any) -> str | None:
 def _through_writer(store_url: str) -> bool:
     """Whether a writer process writes this store: not ``memory://`` (it lives in one process, this
     one), and not when this process has imported SQLAlchemy already (a test process that runs pytest
-    in-process, an application's conftest): the import the writer hides is paid by then, and
-    recording here costs less than starting a process that imports it again."""
+    in-process, an application's conftest): the heaviest import the store may need (PostgreSQL, a
+    SQLite schema to create or migrate) is paid by then, and recording here costs less than starting
+    a process that imports it again."""
     return not store_url.lower().startswith("memory:") and "sqlalchemy" not in sys.modules
 
 

@@ -1,7 +1,8 @@
 """The store writer: a child process that puts a pytest session's records into the store.
 
-Opening the store costs a session a few hundred milliseconds (importing SQLAlchemy, the schema check,
-settling crashed runs), git and the environment a few dozen more, and the tests need none of it. So
+Opening the store costs a session about a hundred milliseconds (importing the store, the schema check,
+settling crashed runs; a few hundred more where SQLAlchemy is needed: PostgreSQL, or a SQLite store to
+create or migrate), git and the environment a few dozen more, and the tests need none of it. So
 the recording session starts this process as it configures, and collection and the first tests run
 while the writer works, on another core. The session journals each finished test (one appended line,
 flushed at once: see :mod:`mltest.recorder`) and never imports the store; the writer begins the run,
@@ -49,6 +50,13 @@ __all__ = ["POLL_SECONDS", "Writer", "main"]
 
 POLL_SECONDS = 0.05
 """How often the writer reads the journal for new tests."""
+FLUSH_SECONDS, FLUSH_MAX = 0.1, 100
+"""The writer's batches: a tenth of a second's results, or 100 (an in-process recorder sends a second's,
+or 500). The session waits at its end for what is not sent yet; the transactions are this process's."""
+CHECKPOINT_SECONDS = 0.25
+"""At most this often, once something new is stored, the writer moves SQLite's write-ahead log into the
+database file (:meth:`~mltest.store.sql.SqlStore.checkpoint`): the session waits for what is left of
+it when the writer closes the store."""
 
 
 class Writer:
@@ -223,7 +231,9 @@ def _begin(commands: _Lines) -> tuple[RunRecorder, tuple[str, ...]] | None:
             hostname=request["hostname"],
             pid=request["pid"],
         )
-        recorder = RunRecorder(store, run, spool_path(root), journal=False)
+        recorder = RunRecorder(
+            store, run, spool_path(root), journal=False, flush_seconds=FLUSH_SECONDS, flush_max=FLUSH_MAX
+        )
         recorder.begin()
     except BaseException:
         store.close()
@@ -250,6 +260,8 @@ def _follow(recorder: RunRecorder, commands: _Lines, out: IO[bytes], notes: list
 
     journal: IO[bytes] | None = None
     partial = b""
+    checkpoint = getattr(recorder.store, "checkpoint", None)  # SQLite's; not in the Store protocol
+    checkpointed, next_checkpoint = 0, 0.0
     try:
         while True:
             command = commands.next(POLL_SECONDS)
@@ -258,18 +270,23 @@ def _follow(recorder: RunRecorder, commands: _Lines, out: IO[bytes], notes: list
                     journal = open(recorder.journal_path, "rb", buffering=0)  # noqa: SIM115 - held while following
             data = journal.read() if journal is not None else b""
             *lines, partial = (partial + data).split(b"\n") if data else [partial]
-            for line in lines:
-                entry = json.loads(line)
+            # One parse for all the new lines: a call per line costs about twice as much.
+            for entry in json.loads(b"[" + b",".join(lines) + b"]") if lines else ():
                 if entry["type"] == "test":
                     recorder.add_test(
                         TestResult(**entry["result"]),
                         [Measurement(**{**m, "samples": tuple(m["samples"])}) for m in entry["measurements"]],
                     )
             if command is None:
-                # Batches go as RunRecorder decides (a second's or 500 results, measured ones within a
-                # tenth of a second); what waits is sent once a poll finds nothing new (a long test).
+                # Batches go as RunRecorder decides (FLUSH_SECONDS' or FLUSH_MAX results, measured ones
+                # within a tenth of a second); what waits is sent once a poll finds nothing new (a long test).
                 if not lines and recorder.pending:
                     recorder.flush(raise_errors=False)
+                stored = recorder.tests - recorder.pending
+                if checkpoint is not None and stored != checkpointed and time.monotonic() >= next_checkpoint:
+                    with contextlib.suppress(MltestError):  # closing the store tries again
+                        checkpoint()
+                    checkpointed, next_checkpoint = stored, time.monotonic() + CHECKPOINT_SECONDS
                 continue
             if not command:  # stdin closed without a finish: the session died; the journal stays for a replay
                 recorder.flush(raise_errors=False)
@@ -318,7 +335,7 @@ def main() -> None:
 
 
 def _exit() -> NoReturn:
-    """End now: everything is stored and answered, and tearing down the interpreter (SQLAlchemy's
-    hundreds of modules) would only make the session wait longer for this process."""
+    """End now: everything is stored and answered, and tearing down the interpreter (with SQLAlchemy's
+    hundreds of modules, where it was needed) would only make the session wait longer for this process."""
     sys.stdout.flush()
     os._exit(0)

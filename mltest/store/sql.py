@@ -1,14 +1,15 @@
-"""SQLite and PostgreSQL through SQLAlchemy: one schema, versioned migrations, idempotent upserts.
+"""SQLite and PostgreSQL: one schema, versioned migrations, idempotent upserts.
 
 SQLite runs in WAL mode with a busy timeout and takes its write lock up front (``BEGIN IMMEDIATE``),
 so concurrent writers queue instead of failing with "database is locked". PostgreSQL writes run in
 transactions; migrations hold an advisory lock so that concurrent first opens migrate once.
 
-The hot paths (what the recorder writes per run, and what history reads) send prepared SQL straight
-to the driver's cursor: SQLAlchemy's per-statement work cost more than SQLite's own. SQLite gets
-its pooled DBAPI connection directly; PostgreSQL keeps SQLAlchemy's connection (``exec_driver_sql``),
-whose error handling tells a lost connection from a refused statement. Everything else is
-SQLAlchemy Core.
+Every read and write sends prepared SQL straight to the driver's cursor: SQLAlchemy's per-statement
+work cost more than SQLite's own. SQLite gets plain ``sqlite3`` connections (a small pool of this
+store's own); PostgreSQL keeps SQLAlchemy's connection (``exec_driver_sql``), whose error handling
+tells a lost connection from a refused statement. SQLAlchemy is imported only where it is needed:
+PostgreSQL, and creating or migrating a schema. A recording session opens a store whose schema is
+current, and importing SQLAlchemy would be most of what it costs (about 150 ms of CPU time).
 
 Samples are stored packed: big-endian IEEE 754 doubles, 8 bytes each (PostgreSQL's ``float8send``),
 which decode in one ``struct`` call instead of a JSON parse per measurement.
@@ -21,14 +22,16 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import sqlite3
 import struct
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
+if TYPE_CHECKING:  # imported where used: a SQLite store whose schema is current never needs it
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
 
 from mltest.errors import BackendUnavailable, MissingExtraError, StoreError
 from mltest.model import (
@@ -82,7 +85,7 @@ def _pack_json(text: str) -> bytes:
 # ----------------------------------------------------------------------------- schema history
 # Plain DDL that both SQLite and PostgreSQL accept, or a function of (connection, dialect) where the
 # two differ. Never edit a shipped step: add the next one.
-Statement = str | Callable[[sa.Connection, str], None]
+Statement: TypeAlias = "str | Callable[[sa.Connection, str], None]"
 
 
 def _v5_measurements(conn: sa.Connection, dialect: str) -> None:
@@ -195,81 +198,6 @@ MIGRATIONS: tuple[tuple[int, tuple[Statement, ...]], ...] = (
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
-_md = sa.MetaData()
-meta_t = sa.Table("meta", _md, sa.Column("key", sa.Text, primary_key=True), sa.Column("value", sa.Text))
-commits_t = sa.Table(
-    "commits",
-    _md,
-    sa.Column("sha", sa.Text, primary_key=True),
-    sa.Column("parents", sa.Text),
-    sa.Column("author", sa.Text),
-    sa.Column("authored_at", sa.Text),
-    sa.Column("committed_at", sa.Text),
-    sa.Column("subject", sa.Text),
-)
-envs_t = sa.Table(
-    "environments",
-    _md,
-    sa.Column("env_id", sa.Text, primary_key=True),
-    sa.Column("env_key", sa.Text),
-    sa.Column("data", sa.Text),
-)
-acks_t = sa.Table(
-    "acknowledgements",
-    _md,
-    sa.Column("target", sa.Text, primary_key=True),
-    sa.Column("reason", sa.Text),
-    sa.Column("who", sa.Text),
-    sa.Column("at", sa.Text),
-)
-deliveries_t = sa.Table(
-    "deliveries",
-    _md,
-    sa.Column("sink", sa.Text, primary_key=True),
-    sa.Column("run_id", sa.Text, primary_key=True),
-    sa.Column("delivered_at", sa.Text),
-)
-runs_t = sa.Table(
-    "runs",
-    _md,
-    sa.Column("run_id", sa.Text, primary_key=True),
-    sa.Column("project", sa.Text),
-    sa.Column("tier", sa.Text),
-    sa.Column("status", sa.Text),
-    sa.Column("sha", sa.Text),
-    sa.Column("branch", sa.Text),
-    sa.Column("env_id", sa.Text),
-    sa.Column("ci_url", sa.Text),
-    sa.Column("started_at", sa.Text),
-    sa.Column("finished_at", sa.Text),
-    sa.Column("hostname", sa.Text),
-    sa.Column("pid", sa.Integer),
-    sa.Column("heartbeat_at", sa.Text),
-)
-results_t = sa.Table(
-    "test_results",
-    _md,
-    sa.Column("run_id", sa.Text, primary_key=True),
-    sa.Column("test", sa.Text, primary_key=True),
-    sa.Column("attempt", sa.Integer, primary_key=True),
-    sa.Column("outcome", sa.Text),
-    sa.Column("duration", sa.Double),
-    sa.Column("flaky", sa.Boolean),
-)
-measurements_t = sa.Table(
-    "measurements",
-    _md,
-    sa.Column("run_id", sa.Text, primary_key=True),
-    sa.Column("test", sa.Text, primary_key=True),
-    sa.Column("metric", sa.Text, primary_key=True),
-    sa.Column("value", sa.Double),
-    sa.Column("unit", sa.Text),
-    sa.Column("higher_is_better", sa.Boolean),
-    sa.Column("samples", sa.LargeBinary),
-    sa.Column("iqr", sa.Double),
-    sa.Column("support", sa.Integer),
-)
-
 # ----------------------------------------------------------------------------- hot-path SQL
 # Written with qmark parameters (SQLite's); PostgreSQL's driver gets them as %s (see SqlStore._sql).
 INSERT_COMMIT = (
@@ -307,6 +235,29 @@ SERIES_SHORT = (  # SERIES_COLUMNS without test, metric and branch, when all thr
     "r.run_id, r.sha, r.tier, r.project, r.env_id, r.started_at, c.committed_at, c.subject, m.value, m.unit, "
     "m.higher_is_better, m.samples, m.iqr, m.support"
 )
+MARK_ABORTED = "UPDATE runs SET status = 'aborted', finished_at = ? WHERE status = 'running' AND run_id IN "
+"""Followed by a list of run ids (:func:`_marks`)."""
+RUN_SELECT = (
+    "SELECT r.run_id, r.project, r.tier, r.status, r.sha, r.branch, r.ci_url, r.started_at, r.finished_at, "
+    "r.hostname, r.pid, c.parents, c.author, c.authored_at, c.committed_at, c.subject, e.data "
+    "FROM runs r JOIN commits c ON c.sha = r.sha JOIN environments e ON e.env_id = r.env_id"
+)
+"""A run with its commit and environment (:func:`_to_run` reads the row); WHERE and ORDER BY follow."""
+SELECT_RESULTS = (
+    "SELECT test, outcome, duration, attempt, flaky FROM test_results WHERE run_id = ? ORDER BY test, attempt"
+)
+SELECT_MEASUREMENTS = (
+    "SELECT test, metric, value, unit, higher_is_better, samples, iqr, support FROM measurements "
+    "WHERE run_id = ? ORDER BY test, metric"
+)
+SCHEMA_TABLES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('meta', 'runs')",
+    "postgresql": "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p') "
+    "AND c.relname IN ('meta', 'runs') AND pg_catalog.pg_table_is_visible(c.oid)",
+}
+"""Which of the tables ``meta`` and ``runs`` exist (on PostgreSQL: in the search path, as SQLAlchemy's
+``has_table`` looks)."""
+SELECT_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
 CHUNK = 900
 """Parameters per ``IN (...)`` list: under every driver's limit (SQLite's oldest is 999)."""
 CACHE_LIMIT = 1_000_000
@@ -340,10 +291,20 @@ def env_id(environment: Environment) -> str:
     return _environment_row(environment)[0]
 
 
+_ENVIRONMENTS: dict[str, Environment] = {}
+
+
 def _environment(data: str) -> Environment:
-    env = json.loads(data)
-    env["flags"] = tuple(tuple(pair) for pair in env.get("flags", ()))
-    return Environment(**env)
+    """The environment a row's JSON holds: read once per text and process (a list of runs holds the
+    same few environments many times over)."""
+    environment = _ENVIRONMENTS.get(data)
+    if environment is None:
+        env = json.loads(data)
+        env["flags"] = tuple(tuple(pair) for pair in env.get("flags", ()))
+        environment = Environment(**env)
+        if len(_ENVIRONMENTS) < 1000:
+            _ENVIRONMENTS[data] = environment
+    return environment
 
 
 def _state_key(key: str) -> str:
@@ -365,6 +326,50 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(orig).__name__
 
 
+def _to_run(row: Sequence[Any]) -> Run:
+    """A row of ``RUN_SELECT`` as a run."""
+    (
+        run_id,
+        project,
+        tier,
+        status,
+        sha,
+        branch,
+        ci_url,
+        started_at,
+        finished_at,
+        hostname,
+        pid,
+        parents,
+        author,
+        authored_at,
+        committed_at,
+        subject,
+        data,
+    ) = row
+    return Run(
+        run_id=run_id,
+        project=project,
+        tier=tier,
+        status=status,
+        commit=Commit(
+            sha=sha,
+            branch=branch,
+            parents=tuple((parents or "").split()),
+            author=author,
+            authored_at=authored_at,
+            committed_at=committed_at,
+            subject=subject,
+        ),
+        environment=_environment(data),
+        started_at=started_at,
+        finished_at=finished_at,
+        ci_url=ci_url,
+        hostname=hostname,
+        pid=pid,
+    )
+
+
 class _Cursor(Protocol):
     """The few cursor calls the hot paths make: a sqlite3 cursor, or :class:`_Pg` on PostgreSQL."""
 
@@ -374,7 +379,8 @@ class _Cursor(Protocol):
 
 
 class _Pg:
-    """A PostgreSQL connection with a cursor's two calls (``fetchall`` on what ``execute`` returns)."""
+    """An SQLAlchemy connection with a cursor's two calls (``fetchall`` on what ``execute`` returns):
+    PostgreSQL's, and a migrating SQLite store's."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
@@ -387,11 +393,29 @@ class _Pg:
             self._conn.exec_driver_sql(sql, [tuple(p) for p in seq_of_parameters])
 
 
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    """A connection to the SQLite store at ``path``: autocommit (each transaction begins explicitly, see
+    :meth:`SqlStore._raw`), WAL, a minute's busy timeout, usable from any thread (one at a time)."""
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 60000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: a kill -9 loses nothing committed
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SqlStore:
-    def __init__(self, url: str, engine: sa.Engine, dialect: str) -> None:
+    def __init__(self, url: str, engine: sa.Engine | None, dialect: str, *, path: Path | None = None) -> None:
+        """``engine``: PostgreSQL's; SQLite's store has none (``path`` is its file)."""
         self.url = url
         self._engine = engine
         self._dialect = dialect
+        self._path = str(path) if path is not None else ""
+        self._idle: list[sqlite3.Connection] = []
+        """SQLite: connections not in use (``list.pop`` and ``append`` are atomic: threads share it)."""
         self._queries: dict[str, str] = {}
         # What never changes once written (nothing updates or deletes it), kept across calls: each
         # environment's key and fingerprint, and first-parent links.
@@ -404,10 +428,13 @@ class SqlStore:
         shown = redact_url(url)
         scheme = url.split(":", 1)[0].lower()
         if scheme.startswith("sqlite"):
-            store = cls(shown, _sqlite_engine(url, shown, root), "sqlite")
+            store = cls(shown, None, "sqlite", path=_sqlite_path(url, shown, root))
         else:
             if importlib.util.find_spec("psycopg") is None:
                 raise MissingExtraError("the PostgreSQL store", "postgres", "psycopg")
+            import sqlalchemy as sa
+            from sqlalchemy import exc as sa_exc
+
             rest = url.split("://", 1)[1] if "://" in url else ""
             try:
                 engine = sa.create_engine(
@@ -426,6 +453,8 @@ class SqlStore:
     def _error(self, what: str, exc: sa_exc.DBAPIError) -> StoreError:
         """A driver error as a one-line StoreError naming the store; BackendUnavailable when the server
         cannot be reached or dropped the connection (a restart): that is worth retrying."""
+        from sqlalchemy import exc as sa_exc
+
         message = _first_line(exc)
         if self._dialect == "postgresql" and isinstance(exc, sa_exc.OperationalError):
             if exc.connection_invalidated:
@@ -433,15 +462,6 @@ class SqlStore:
             if "connect" in message or "Connection refused" in message or "timeout" in message:
                 return BackendUnavailable(f"cannot reach the store {self.url}: {message}")
         return StoreError(f"{what} failed on {self.url}: {message}")
-
-    @contextmanager
-    def _tx(self, what: str) -> Iterator[sa.Connection]:
-        """A write transaction; driver errors become one-line StoreErrors naming the store."""
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except sa_exc.DBAPIError as exc:
-            raise self._error(what, exc) from exc
 
     def _sql(self, sql: str) -> str:
         """``sql`` (qmark parameters) for this store's driver."""
@@ -454,23 +474,26 @@ class SqlStore:
 
     @contextmanager
     def _raw(self, what: str, *, write: bool) -> Iterator[_Cursor]:
-        """A cursor for the hot paths: in one write transaction when ``write`` (``BEGIN IMMEDIATE`` on
-        SQLite), else for reading (on SQLite in autocommit: each statement reads one snapshot)."""
+        """A cursor, in one write transaction when ``write`` (``BEGIN IMMEDIATE`` on SQLite), else for
+        reading (on SQLite in autocommit: each statement reads one snapshot). Driver errors become
+        one-line StoreErrors naming the store."""
         if self._dialect != "sqlite":
+            from sqlalchemy import exc as sa_exc
+
+            assert self._engine is not None
             try:
-                with self._engine.begin() if write else self._engine.connect() as conn:
-                    yield _Pg(conn)
+                with self._engine.begin() if write else self._engine.connect() as pg:
+                    yield _Pg(pg)
             except sa_exc.DBAPIError as exc:
                 raise self._error(what, exc) from exc
             return
-        import sqlite3
-
+        conn: sqlite3.Connection | None = None
         try:
-            pooled = self._engine.raw_connection()
-        except sa_exc.DBAPIError as exc:
-            raise self._error(what, exc) from exc
-        try:
-            cursor = pooled.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                conn = _sqlite_connect(self._path)
+            cursor = conn.cursor()
             try:
                 if write:
                     cursor.execute("BEGIN IMMEDIATE")
@@ -478,7 +501,7 @@ class SqlStore:
                         yield cursor
                         cursor.execute("COMMIT")
                     except BaseException:
-                        if pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
+                        if conn.in_transaction:
                             cursor.execute("ROLLBACK")
                         raise
                 else:
@@ -488,46 +511,78 @@ class SqlStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{what} failed on {self.url}: {_first_line(exc)}") from exc
         finally:
-            pooled.close()
+            if conn is not None:
+                if conn.in_transaction:  # a ROLLBACK failed: this connection is not reused
+                    conn.close()
+                else:
+                    self._idle.append(conn)
 
     def _migrate(self) -> None:
-        with self._tx("opening the store") as conn:
-            if self._dialect == "postgresql":
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
-            version = self._version(conn)
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the store {self.url} has schema version {version}, written by a newer mltest; this mltest "
-                    f"reads up to version {SCHEMA_VERSION}: upgrade mltest (pip install -U mltest)"
-                )
-            for step, statements in MIGRATIONS:
-                if step <= version:
-                    continue
-                for statement in statements:
-                    if isinstance(statement, str):
-                        conn.exec_driver_sql(statement)
-                    else:
-                        statement(conn, self._dialect)
-                self._set_version(conn, step)
+        """Bring the schema up to date. A SQLite store whose schema is current (every open but a
+        project's first after an mltest upgrade) is checked on a plain connection, without SQLAlchemy."""
+        if self._dialect == "sqlite":
+            with self._raw("opening the store", write=False) as cursor:
+                if self._version(cursor) == SCHEMA_VERSION:
+                    return
+        from sqlalchemy import exc as sa_exc
 
-    def _version(self, conn: sa.Connection) -> int:
-        if not sa.inspect(conn).has_table("meta"):
-            if sa.inspect(conn).has_table("runs"):
+        engine = self._engine if self._engine is not None else _sqlite_engine(self._path)
+        try:
+            with engine.begin() as conn:
+                cursor = _Pg(conn)
+                if self._dialect == "postgresql":
+                    cursor.execute("SELECT pg_advisory_xact_lock(727274)")
+                version = self._version(cursor)
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store {self.url} has schema version {version}, written by a newer mltest; this "
+                        f"mltest reads up to version {SCHEMA_VERSION}: upgrade mltest (pip install -U mltest)"
+                    )
+                for step, statements in MIGRATIONS:
+                    if step <= version:
+                        continue
+                    for statement in statements:
+                        if isinstance(statement, str):
+                            conn.exec_driver_sql(statement)
+                        else:
+                            statement(conn, self._dialect)
+                    cursor.execute("DELETE FROM meta WHERE key = 'schema_version'")
+                    cursor.execute(
+                        self._sql("INSERT INTO meta (key, value) VALUES ('schema_version', ?)"), (str(step),)
+                    )
+        except sa_exc.DBAPIError as exc:
+            raise self._error("opening the store", exc) from exc
+        finally:
+            if engine is not self._engine:
+                engine.dispose()
+
+    def _version(self, cursor: _Cursor) -> int:
+        tables = {row[0] for row in cursor.execute(SCHEMA_TABLES[self._dialect]).fetchall()}
+        if "meta" not in tables:
+            if "runs" in tables:
                 raise StoreError(f"{self.url} has a 'runs' table but no mltest version: it is not an mltest store")
             return 0
-        value = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).scalar()
-        return int(value) if value is not None else 0
-
-    def _set_version(self, conn: sa.Connection, version: int) -> None:
-        conn.execute(sa.delete(meta_t).where(meta_t.c.key == "schema_version"))
-        conn.execute(sa.insert(meta_t).values(key="schema_version", value=str(version)))
+        row = cursor.execute(SELECT_VERSION).fetchall()
+        return int(row[0][0]) if row and row[0][0] is not None else 0
 
     def schema_version(self) -> int:
-        with self._read("reading the schema version") as conn:
-            return self._version(conn)
+        with self._raw("reading the schema version", write=False) as cursor:
+            return self._version(cursor)
+
+    def checkpoint(self) -> None:
+        """SQLite: copy what the write-ahead log holds into the database file now, without waiting for
+        other connections (a passive checkpoint). Closing the store does it for whatever is left, so a
+        writer that checkpoints as it goes leaves less for its close. Nothing on PostgreSQL."""
+        if self._dialect == "sqlite":
+            with self._raw("moving the write-ahead log into the database", write=False) as cursor:
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close(self) -> None:
-        self._engine.dispose()
+        """Close the connections (SQLite: the last one to close moves the WAL into the database file)."""
+        while self._idle:
+            self._idle.pop().close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     # ------------------------------------------------------------------ writing
     def _new_links(self, cursor: _Cursor, links: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -606,100 +661,55 @@ class SqlStore:
     def mark_aborted(self, run_ids: Sequence[str], finished_at: str) -> None:
         if not run_ids:
             return
-        with self._tx("marking aborted runs") as conn:
-            conn.execute(
-                sa.update(runs_t)
-                .where(runs_t.c.run_id.in_(list(run_ids)), runs_t.c.status == "running")
-                .values(status="aborted", finished_at=finished_at)
-            )
+        with self._raw("marking aborted runs", write=True) as cursor:
+            for chunk in _chunks(list(run_ids)):
+                cursor.execute(self._sql(MARK_ABORTED + _marks(len(chunk))), (finished_at, *chunk))
 
     # ------------------------------------------------------------------ reading
-    @contextmanager
-    def _read(self, what: str) -> Iterator[sa.Connection]:
-        try:
-            with self._engine.connect() as conn:
-                yield conn.execution_options(mltest_read=True)
-        except sa_exc.DBAPIError as exc:
-            raise self._error(what, exc) from exc
-
-    def _run_query(self) -> sa.Select[Any]:
-        return (
-            sa.select(
-                runs_t,
-                commits_t.c.parents,
-                commits_t.c.author,
-                commits_t.c.authored_at,
-                commits_t.c.committed_at,
-                commits_t.c.subject,
-                envs_t.c.data,
-            )
-            .join(commits_t, commits_t.c.sha == runs_t.c.sha)
-            .join(envs_t, envs_t.c.env_id == runs_t.c.env_id)
-        )
-
-    @staticmethod
-    def _to_run(row: Any) -> Run:
-        return Run(
-            run_id=row.run_id,
-            project=row.project,
-            tier=row.tier,
-            status=row.status,
-            commit=Commit(
-                sha=row.sha,
-                branch=row.branch,
-                parents=tuple((row.parents or "").split()),
-                author=row.author,
-                authored_at=row.authored_at,
-                committed_at=row.committed_at,
-                subject=row.subject,
-            ),
-            environment=_environment(row.data),
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            ci_url=row.ci_url,
-            hostname=row.hostname,
-            pid=row.pid,
-        )
+    def _runs(self, what: str, where: str, order: str, parameters: Sequence[Any]) -> list[Run]:
+        """The runs of ``RUN_SELECT`` + ``where`` (conditions joined by AND, or empty) + ``order``."""
+        query = self._sql(f"{RUN_SELECT}{' WHERE ' + where if where else ''} {order}")
+        with self._raw(what, write=False) as cursor:
+            rows = cursor.execute(query, parameters).fetchall()
+        return [_to_run(row) for row in rows]
 
     def runs(self, *, branch: str | None = None, project: str | None = None, limit: int = 50) -> list[Run]:
-        query = self._run_query().order_by(runs_t.c.started_at.desc(), runs_t.c.run_id).limit(limit)
-        if branch is not None:
-            query = query.where(runs_t.c.branch == branch)
-        if project is not None:
-            query = query.where(runs_t.c.project == project)
-        with self._read("listing runs") as conn:
-            return [self._to_run(row) for row in conn.execute(query)]
+        filters = [(name, value) for name, value in (("r.branch", branch), ("r.project", project)) if value is not None]
+        return self._runs(
+            "listing runs",
+            " AND ".join(f"{name} = ?" for name, _ in filters),
+            "ORDER BY r.started_at DESC, r.run_id LIMIT ?",
+            [*(value for _, value in filters), limit],
+        )
 
     def get_run(self, run_id: str) -> Run | None:
-        with self._read(f"reading run {run_id}") as conn:
-            row = conn.execute(self._run_query().where(runs_t.c.run_id == run_id)).first()
-        return None if row is None else self._to_run(row)
+        found = self._runs(f"reading run {run_id}", "r.run_id = ?", "", (run_id,))
+        return found[0] if found else None
 
     def results(self, run_id: str) -> list[TestResult]:
-        query = sa.select(results_t).where(results_t.c.run_id == run_id).order_by(results_t.c.test, results_t.c.attempt)
-        with self._read(f"reading results of run {run_id}") as conn:
-            return [TestResult(r.test, r.outcome, r.duration, r.attempt, bool(r.flaky)) for r in conn.execute(query)]
+        with self._raw(f"reading results of run {run_id}", write=False) as cursor:
+            rows = cursor.execute(self._sql(SELECT_RESULTS), (run_id,)).fetchall()
+        return [
+            TestResult(test, outcome, duration, attempt, bool(flaky))
+            for test, outcome, duration, attempt, flaky in rows
+        ]
 
     def run_measurements(self, run_id: str) -> list[Measurement]:
-        query = (
-            sa.select(measurements_t)
-            .where(measurements_t.c.run_id == run_id)
-            .order_by(measurements_t.c.test, measurements_t.c.metric)
-        )
-        with self._read(f"reading measurements of run {run_id}") as conn:
-            return [
-                Measurement(
-                    m.test,
-                    m.metric,
-                    m.value,
-                    m.unit,
-                    m.higher_is_better,
-                    unpack_samples(m.samples),
-                    m.iqr,
-                    m.support,
-                )
-                for m in conn.execute(query)
-            ]
+        with self._raw(f"reading measurements of run {run_id}", write=False) as cursor:
+            rows = cursor.execute(self._sql(SELECT_MEASUREMENTS), (run_id,)).fetchall()
+        return [
+            Measurement(
+                test,
+                metric,
+                value,
+                unit,
+                None if higher is None else bool(higher),
+                unpack_samples(samples),
+                iqr,
+                support,
+            )
+            for test, metric, value, unit, higher, samples, iqr, support in rows
+        ]
 
     def test_durations(
         self,
@@ -710,19 +720,17 @@ class SqlStore:
         runs: int = 20,
         exclude_sha: str | None = None,
     ) -> dict[str, float]:
-        r, t = runs_t, results_t
-        recent = sa.select(r.c.run_id).where(r.c.project == project, r.c.status != "running")
-        for column, value in ((r.c.tier, tier), (r.c.branch, branch)):
+        where = ["project = ?", "status != 'running'"]
+        parameters: list[Any] = [project]
+        for condition, value in (("tier = ?", tier), ("branch = ?", branch), ("sha != ?", exclude_sha)):
             if value is not None:
-                recent = recent.where(column == value)
-        if exclude_sha is not None:
-            recent = recent.where(r.c.sha != exclude_sha)
-        recent = recent.order_by(r.c.started_at.desc(), r.c.run_id).limit(max(runs, 0))
-        query = sa.select(t.c.test, t.c.duration).where(
-            t.c.run_id.in_(recent.scalar_subquery()), t.c.outcome == "passed"
-        )
-        with self._read("reading test durations") as conn:
-            return median_durations((row[0], row[1]) for row in conn.execute(query))
+                where.append(condition)
+                parameters.append(value)
+        recent = f"SELECT run_id FROM runs WHERE {' AND '.join(where)} ORDER BY started_at DESC, run_id LIMIT ?"
+        query = f"SELECT test, duration FROM test_results WHERE run_id IN ({recent}) AND outcome = 'passed'"
+        with self._raw("reading test durations", write=False) as cursor:
+            rows = cursor.execute(self._sql(query), [*parameters, max(runs, 0)]).fetchall()
+        return median_durations((row[0], row[1]) for row in rows)
 
     def _series_query(self, filters: tuple[bool, ...]) -> str:
         """The SQL of a series read, by which filters are set (test, metric, branch, tier, project,
@@ -922,9 +930,10 @@ class SqlStore:
             cursor.execute(self._sql(query), row)
 
     def acknowledgements(self) -> list[Acknowledgement]:
-        with self._read("reading acknowledgements") as conn:
-            rows = conn.execute(sa.select(acks_t).order_by(acks_t.c.at, acks_t.c.target)).all()
-        return [Acknowledgement(r.target, r.reason, r.who, r.at) for r in rows]
+        query = "SELECT target, reason, who, at FROM acknowledgements ORDER BY at, target"
+        with self._raw("reading acknowledgements", write=False) as cursor:
+            rows = cursor.execute(query).fetchall()
+        return [Acknowledgement(target, reason, who, at) for target, reason, who, at in rows]
 
     # ------------------------------------------------------------------ detection state
     def detection_states(self, keys: Sequence[str]) -> dict[str, str]:
@@ -972,27 +981,25 @@ class SqlStore:
                 cursor.executemany(self._sql(query), [(sink, run_id, delivered_at) for run_id in wanted])
 
     def deliveries(self, sink: str) -> dict[str, str]:
-        query = sa.select(deliveries_t.c.run_id, deliveries_t.c.delivered_at).where(deliveries_t.c.sink == sink)
-        with self._read(f"reading deliveries to {sink}") as conn:
-            return {row.run_id: row.delivered_at for row in conn.execute(query)}
+        query = self._sql("SELECT run_id, delivered_at FROM deliveries WHERE sink = ?")
+        with self._raw(f"reading deliveries to {sink}", write=False) as cursor:
+            return dict(cursor.execute(query, (sink,)).fetchall())
 
     def pending_runs(self, sink: str, *, project: str | None = None, limit: int = 1000) -> list[Run]:
-        delivered = sa.select(deliveries_t.c.run_id).where(
-            deliveries_t.c.sink == sink, deliveries_t.c.run_id == runs_t.c.run_id
+        where = (
+            "r.status != 'running' AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.sink = ? AND d.run_id = r.run_id)"
         )
-        query = (
-            self._run_query()
-            .where(runs_t.c.status != "running", ~delivered.exists())
-            .order_by(runs_t.c.started_at, runs_t.c.run_id)
-            .limit(limit)
-        )
+        parameters: list[Any] = [sink]
         if project is not None:
-            query = query.where(runs_t.c.project == project)
-        with self._read(f"reading runs queued for {sink}") as conn:
-            return [self._to_run(row) for row in conn.execute(query)]
+            where += " AND r.project = ?"
+            parameters.append(project)
+        return self._runs(
+            f"reading runs queued for {sink}", where, "ORDER BY r.started_at, r.run_id LIMIT ?", [*parameters, limit]
+        )
 
 
-def _sqlite_engine(url: str, shown: str, root: Path) -> sa.Engine:
+def _sqlite_path(url: str, shown: str, root: Path) -> Path:
+    """The file of the SQLite store at ``url`` (relative paths from ``root``); its directory is created."""
     prefix = url.split("://", 1)
     path_text = prefix[1][1:] if len(prefix) == 2 and prefix[1].startswith("/") else ""
     if not path_text or path_text == ":memory:":
@@ -1007,23 +1014,19 @@ def _sqlite_engine(url: str, shown: str, root: Path) -> sa.Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the directory of the SQLite store {path}: {exc.strerror}") from None
-    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
+    return path
 
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below decides how to begin
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA busy_timeout = 60000")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: a kill -9 loses nothing committed
-        finally:
-            cursor.close()
+
+def _sqlite_engine(path: str) -> sa.Engine:
+    """An SQLAlchemy engine on the SQLite store at ``path`` (its connections as :func:`_sqlite_connect`
+    makes them), for migrating its schema."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{path}", creator=lambda: _sqlite_connect(path))
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        # Writers take the write lock up front, so two writers never deadlock upgrading a read lock;
-        # readers begin deferred and never block writers (WAL).
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("mltest_read") else "BEGIN IMMEDIATE")
+        # Writers take the write lock up front, so two writers never deadlock upgrading a read lock.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -92,6 +92,17 @@ def test_an_environment_change_is_never_a_code_regression() -> None:
     assert "driver 550 -> A100 x1, driver 560" in findings[0].note
 
 
+def test_levels_near_the_largest_float_do_not_overflow() -> None:
+    """Found by the fuzz suite: the new level of an environment change was the mean of two values near
+    the largest float, which overflowed (a RuntimeWarning, an error under filterwarnings)."""
+    values = [0.0, 9.9792015476736e291, 1.7976931348623157e308]
+    s = series(values, fingerprints=["gpu b", "gpu a", "gpu a"])
+    (finding,) = find_shifts(s, tolerance=Tolerance(None, None), higher_is_better=False, links=LINKS)
+    assert finding.kind == "environment"
+    assert finding.after == 9.9792015476736e291 / 2 + 1.7976931348623157e308 / 2
+    assert math.isfinite(finding.after)
+
+
 def test_an_absolute_tolerance_and_the_binomial_floor_govern_accuracy() -> None:
     # Deterministic accuracy: moves of 0.0004 are within the binomial error of 10 000 examples.
     values = [0.9012] * 30 + [0.9008] * 30

@@ -6,8 +6,10 @@ import dataclasses
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from mltest.harness.writer import Writer
 from mltest.model import Commit, Environment, Measurement, Run, TestResult, utc_now
 from mltest.store import open_store
 
-pytestmark = pytest.mark.integration  # each test starts a writer process (it imports SQLAlchemy)
+pytestmark = pytest.mark.integration  # each test starts a writer process
 
 
 def _request() -> dict[str, object]:
@@ -186,6 +188,77 @@ def test_a_writer_asked_nothing_ends_without_beginning_a_run(tmp_path: Path) -> 
             assert store.runs() == []
         finally:
             store.close()
+
+
+def test_the_writer_moves_what_it_stores_into_the_database_file_as_it_goes(writer: Writer, tmp_path: Path) -> None:
+    """SQLite: the write-ahead log goes into the database file while the tests run (at most every
+    CHECKPOINT_SECONDS), so little of it is left for the close the session waits for."""
+    assert writer.run(_request())
+    answer = writer.ready()
+    assert answer is not None
+    journal = _begin_journal(answer)
+    _append(journal, journal_line("t.py::test_a", "passed", 0.01, 0, False))
+    uri = f"file:{tmp_path / 'results.db'}?immutable=1"  # the database file alone: the log unread
+    deadline = time.monotonic() + 30
+    found: list[tuple[str]] = []
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.05)
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            found = conn.execute("SELECT test FROM test_results").fetchall()
+        except sqlite3.DatabaseError:  # read in the middle of a checkpoint: again
+            pass
+        finally:
+            conn.close()
+    assert found == [("t.py::test_a",)]
+    assert writer.finish("passed", utc_now()) == {"store_errors": [], "notes": []}
+
+
+def _probed_writer(url: str, root: Path, report: Path) -> Writer:
+    """A writer started as :meth:`Writer.start` starts it, which writes to ``report``, as it ends, the
+    SQLAlchemy modules it imported."""
+    code = (
+        "import sys; from mltest.harness import writer; end = writer._exit; "
+        f"writer._exit = lambda: (Path({str(report)!r}).write_text(repr(sorted(m for m in sys.modules "
+        "if m.split('.')[0] == 'sqlalchemy'))), end()); writer.main()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from pathlib import Path; " + code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    started = Writer(proc)
+    assert started._send({"store_url": url, "root": str(root)})
+    return started
+
+
+def test_the_writer_records_into_a_current_sqlite_store_without_importing_sqlalchemy(tmp_path: Path) -> None:
+    """Every session but a project's first (or the first after an upgrade) finds the schema current:
+    its writer then never imports SQLAlchemy, most of what opening the store used to cost."""
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    imported = []
+    for n in range(2):
+        report = tmp_path / f"modules{n}.txt"
+        started = _probed_writer(url, tmp_path, report)
+        try:
+            assert started.run(_request())
+            answer = started.ready()
+            assert answer is not None
+            assert "run" in answer, answer
+            journal = _begin_journal(answer)
+            _append(journal, journal_line(f"t.py::test_{n}", "passed", 0.01, 0, False))
+            assert started.finish("passed", utc_now()) == {"store_errors": [], "notes": []}
+        finally:
+            started.close()
+        imported.append(report.read_text(encoding="utf-8"))
+    assert imported[0] != "[]"  # the first creates the schema
+    assert imported[1] == "[]"
+    store = open_store(url)
+    try:
+        assert sorted(r.test for run in store.runs() for r in store.results(run.run_id)) == [
+            "t.py::test_0",
+            "t.py::test_1",
+        ]
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(
