@@ -14,6 +14,7 @@ import datetime as dt
 import importlib
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 
 from benchmarks._common import BENCHMARKS_MD, ROOT, Outcome, Row, machine, met_text, table, write_section
@@ -117,6 +118,14 @@ Machine: {machine()}.
     )
 
 
+def failed_outcome(name: str, exc: BaseException) -> Outcome:
+    """What a benchmark that raised leaves: one row saying so (a missed target), and no section (its
+    detail section in BENCHMARKS.md keeps its last numbers)."""
+    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    why = (why if len(why) <= 300 else why[:299] + "…").replace("|", "\\|")  # a table cell
+    return Outcome([Row(name, "the benchmark failed", 0.0, "bool", f"failed: {why}", target="runs", met=False)])
+
+
 def record(name: str, rows: Sequence[Row]) -> None:
     import mltest
 
@@ -141,14 +150,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     rows: list[Row] = []
     outcomes: dict[str, Outcome] = {}
+    failed: list[str] = []
     for name in names:
         print(f"== {name}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        outcome = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
+        try:
+            outcome = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
+        except Exception as exc:  # one broken benchmark must not lose the others' numbers
+            traceback.print_exc()
+            outcome = failed_outcome(name, exc)
+            failed.append(name)
         print(f"   {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         outcomes[name] = outcome
         rows += outcome.rows
-        if not args.no_record:
+        if not args.no_record and name not in failed:
             record(name, outcome.rows)
     command = (
         "python -m benchmarks" + (" --quick" if args.quick else "") + "".join(f" --only {n}" for n in args.only or [])
@@ -165,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if outcome.section:
                 write_section(outcome.section, outcome.start, outcome.end)
         print(f"wrote {BENCHMARKS_MD}", file=sys.stderr)
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (tracebacks above; the other benchmarks' rows stand)", file=sys.stderr)
+        return 2
     return 1 if any(r.met is False for r in rows) else 0
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import io
 import os
 import shutil
@@ -107,18 +108,20 @@ def local_base() -> str:
 
 
 def wheelhouse(variant: str) -> Path:
-    """A host-built wheelhouse for this repository's image (made once, then reused)."""
+    """A host-built wheelhouse for this repository's image: made once, then reused until
+    ``pyproject.toml`` changes (a new dependency must be in it: the image installs from wheels only)."""
     folder = WHEELHOUSES / f"wheelhouse-{variant}"
     torch = CPU_TORCH if variant == "cpu" else CUDA_TORCH
     marker = folder / ".complete"
-    if not marker.exists():
+    made_for = f"{torch} {hashlib.sha256((ROOT / 'pyproject.toml').read_bytes()).hexdigest()}"
+    if not marker.exists() or marker.read_text() != made_for:
         folder.mkdir(parents=True, exist_ok=True)
         _run(
             sys.executable, "-m", "pip", "wheel", "-q", "-w", str(folder), f".[{EXTRAS}]", torch,
             "setuptools>=68", "wheel", *DEBUG_WHEELS, *(("nvitop",) if variant == "cuda" else ()),
             cwd=ROOT,
         )  # fmt: skip
-        marker.write_text(torch)
+        marker.write_text(made_for)
     return folder
 
 

@@ -199,3 +199,16 @@ def test_only_replaces_its_own_rows_of_the_summary(bench: ModuleType, tmp_path: 
         "Rows of detector",
         "Rows of demo",
     ]
+
+
+def test_a_failing_benchmark_is_a_missed_row_and_the_others_stand(bench: ModuleType, tmp_path: Path) -> None:
+    main = importlib.import_module("benchmarks.__main__")
+    outcome = main.failed_outcome("docker", RuntimeError("step 16 'case \"$V\" in cpu|cuda' failed\nsecond line"))
+    (row,) = outcome.rows
+    assert row.met is False
+    assert row.shown == "failed: step 16 'case \"$V\" in cpu\\|cuda' failed"  # one line; the pipe escaped
+    assert outcome.section is None
+    table = main.summary_section(outcome.rows, "cmd", 1.0)
+    assert "| docker | the benchmark failed | failed: step 16" in table
+    body = [line for line in table.splitlines() if line.startswith("| docker")]
+    assert len(body[0].replace("\\|", "").split("|")) == 9  # 7 cells between 8 pipes
