@@ -23,8 +23,6 @@ import math
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from mltest.detect.changepoint import ChangePointMethod, change_points
 from mltest.detect.incremental import DetectionState, change_points_incremental
 from mltest.errors import DetectionError
